@@ -5,6 +5,10 @@
 //! Linkerd's and SMI's for ServiceProfile and TrafficSplit), so that their
 //! manifests deserialize unchanged once their `apiVersion` is `plexus.dev/v1alpha1`.
 #![forbid(unsafe_code)]
+#![allow(
+    clippy::duplicated_attributes,
+    reason = "each kind lists several printcolumn(...) entries with the same type_; they are distinct columns"
+)]
 
 pub mod authorization_policy;
 pub mod common;

@@ -1,0 +1,5 @@
+//! The `plexus` command-line tool.
+#![forbid(unsafe_code)]
+
+pub mod convert;
+pub mod crds;
