@@ -210,7 +210,9 @@ pub struct Duration(pub String);
 
 /// A duration that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid duration {value:?}: {reason} (expected numbers with units h, m, s, ms, us or ns, such as 1.5s or 1h30m)")]
+#[error(
+    "invalid duration {value:?}: {reason} (expected numbers with units h, m, s, ms, us or ns, such as 1.5s or 1h30m)"
+)]
 pub struct DurationError {
     /// The value as written.
     pub value: String,
@@ -335,11 +337,7 @@ mod tests {
             serde_json::from_str(r#"["RED", "GREEN", "BLUE"]"#).expect("strings");
         assert_eq!(
             parsed,
-            vec![
-                Colour::Red,
-                Colour::Green,
-                Colour::Unknown("BLUE".into())
-            ]
+            vec![Colour::Red, Colour::Green, Colour::Unknown("BLUE".into())]
         );
         assert!(!parsed[2].is_known());
         assert_eq!(

@@ -24,12 +24,32 @@ pub const MESH_NAME: &str = "default";
     plural = "meshes",
     status = "MeshStatus",
     category = "plexus",
-    printcolumn(name = "Trust Domain", type_ = "string", json_path = ".spec.trustDomain"),
+    printcolumn(
+        name = "Trust Domain",
+        type_ = "string",
+        json_path = ".spec.trustDomain"
+    ),
     printcolumn(name = "mTLS", type_ = "string", json_path = ".spec.mtls.mode"),
-    printcolumn(name = "Identities", type_ = "integer", json_path = ".status.identities"),
-    printcolumn(name = "Root Expiry", type_ = "date", json_path = ".status.root.notAfter"),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Identities",
+        type_ = "integer",
+        json_path = ".status.identities"
+    ),
+    printcolumn(
+        name = "Root Expiry",
+        type_ = "date",
+        json_path = ".status.root.notAfter"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MeshSpec {

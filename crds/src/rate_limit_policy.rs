@@ -21,11 +21,31 @@ use crate::virtual_service::HttpMatchRequest;
     status = "ResourceStatus",
     shortname = "rlp",
     category = "plexus",
-    printcolumn(name = "Max Tokens", type_ = "integer", json_path = ".spec.tokenBucket.maxTokens"),
-    printcolumn(name = "Fill Interval", type_ = "string", json_path = ".spec.tokenBucket.fillInterval"),
-    printcolumn(name = "Accepted", type_ = "string", json_path = r#".status.conditions[?(@.type=="Accepted")].status"#),
-    printcolumn(name = "Programmed", type_ = "string", json_path = r#".status.conditions[?(@.type=="Programmed")].status"#),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Max Tokens",
+        type_ = "integer",
+        json_path = ".spec.tokenBucket.maxTokens"
+    ),
+    printcolumn(
+        name = "Fill Interval",
+        type_ = "string",
+        json_path = ".spec.tokenBucket.fillInterval"
+    ),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Accepted")].status"#
+    ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Programmed")].status"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitPolicySpec {

@@ -57,17 +57,32 @@ fn every_field_has_a_description() {
     let mut fields = 0;
     for crd in crds() {
         let kind = crd.spec.names.kind.clone();
-        visit(root_schema(&crd), &kind, true, &mut |path, node, is_field| {
-            if is_field {
-                fields += 1;
-                if node.description.as_deref().is_none_or(|d| d.trim().is_empty()) {
-                    missing.push(path.to_owned());
+        visit(
+            root_schema(&crd),
+            &kind,
+            true,
+            &mut |path, node, is_field| {
+                if is_field {
+                    fields += 1;
+                    if node
+                        .description
+                        .as_deref()
+                        .is_none_or(|d| d.trim().is_empty())
+                    {
+                        missing.push(path.to_owned());
+                    }
                 }
-            }
-        });
+            },
+        );
     }
-    assert!(fields > 500, "only {fields} fields: did the walk reach the specs?");
-    assert!(missing.is_empty(), "fields without a description: {missing:#?}");
+    assert!(
+        fields > 500,
+        "only {fields} fields: did the walk reach the specs?"
+    );
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:#?}"
+    );
 }
 
 #[test]
@@ -76,7 +91,11 @@ fn every_kind_has_status_subresource_and_useful_columns() {
         let kind = &crd.spec.names.kind;
         let version = &crd.spec.versions[0];
         assert!(
-            version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
             "{kind} has no status subresource"
         );
         let columns: Vec<&str> = version
@@ -92,7 +111,14 @@ fn every_kind_has_status_subresource_and_useful_columns() {
         let status = status.properties.as_ref().expect("status has properties");
         assert!(status.contains_key("observedGeneration"), "{kind}");
         assert!(status.contains_key("conditions"), "{kind}");
-        assert!(crd.spec.names.categories.iter().flatten().any(|c| c == "plexus"));
+        assert!(
+            crd.spec
+                .names
+                .categories
+                .iter()
+                .flatten()
+                .any(|c| c == "plexus")
+        );
     }
 }
 
@@ -119,9 +145,17 @@ fn schemas_are_structural_and_valid_on_kubernetes_1_20() {
             if node.ref_path.is_some() {
                 problems.push(format!("{path}: $ref"));
             }
-            for branches in [&node.any_of, &node.one_of, &node.all_of].into_iter().flatten() {
-                if branches.iter().any(|b| b.properties.is_some() || b.type_.is_some()) {
-                    problems.push(format!("{path}: types or properties inside anyOf/oneOf/allOf"));
+            for branches in [&node.any_of, &node.one_of, &node.all_of]
+                .into_iter()
+                .flatten()
+            {
+                if branches
+                    .iter()
+                    .any(|b| b.properties.is_some() || b.type_.is_some())
+                {
+                    problems.push(format!(
+                        "{path}: types or properties inside anyOf/oneOf/allOf"
+                    ));
                 }
             }
             if node.x_kubernetes_validations.is_some() {

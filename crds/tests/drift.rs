@@ -39,7 +39,13 @@ fn no_stale_crds_in_the_chart() {
         .collect();
     let present: BTreeSet<String> = std::fs::read_dir(chart_crds_dir())
         .expect("helm/plexus/crds exists")
-        .map(|entry| entry.expect("readable entry").file_name().to_string_lossy().into_owned())
+        .map(|entry| {
+            entry
+                .expect("readable entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     let stale: Vec<&String> = present.difference(&expected).collect();
     assert!(
