@@ -447,28 +447,16 @@ pub struct TlsRoute {
     pub route: Vec<RouteDestination>,
 }
 
-/// Conditions on a TLS connection.
+/// Conditions on a TLS connection: those of a TCP connection, plus SNI.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsMatchAttributes {
     /// Server names (SNI) to match; wildcards allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sni_hosts: Vec<String>,
-    /// Destination IP addresses or CIDR blocks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub destination_subnets: Vec<String>,
-    /// Destination port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u32>,
-    /// Labels the calling workload must carry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub source_labels: BTreeMap<String, String>,
-    /// Gateways this match applies at.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub gateways: Vec<String>,
-    /// Namespace the calling workload must be in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_namespace: Option<String>,
+    /// The conditions a TCP connection can have.
+    #[serde(flatten)]
+    pub connection: L4MatchAttributes,
 }
 
 /// A routing rule for opaque TCP traffic.
