@@ -1,0 +1,143 @@
+//! Helpers for end-to-end tests against the cluster `KUBECONFIG` points at
+//! (kind, or the local cluster of `e2e/cluster/cluster.sh`). Each test runs in
+//! a namespace of its own, deleted when the test ends.
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, DeleteParams, LogParams, ObjectMeta, PostParams};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Client, ResourceExt};
+
+/// Tag of every image the project builds: the workspace version.
+pub const IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+
+/// The image of the test server (`src/bin/test-server.rs`).
+pub fn test_server_image() -> String {
+    format!("plexus/test-server:{IMAGE_TAG}")
+}
+
+/// A small image with busybox (`sh`, `nc`, `nslookup`) for client pods.
+pub fn toolbox_image() -> String {
+    format!("plexus/toolbox:{IMAGE_TAG}")
+}
+
+/// Label on every namespace the tests create, so that leftovers can be found.
+pub const TEST_LABEL: &str = "plexus.dev/e2e";
+
+/// A client for the cluster of `KUBECONFIG`.
+pub async fn client() -> anyhow::Result<Client> {
+    Client::try_default()
+        .await
+        .context("connecting to the cluster named by KUBECONFIG")
+}
+
+/// Runs `test` in a fresh namespace named `<prefix>-<random>`, then deletes
+/// the namespace whatever the outcome.
+pub async fn in_namespace<F, Fut>(client: &Client, prefix: &str, test: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let name = format!("{prefix}-{:08x}", rand_suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some([(TEST_LABEL.to_owned(), prefix.to_owned())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    let outcome = match wait_for_default_service_account(client, &name).await {
+        Ok(()) => test(name.clone()).await,
+        Err(error) => Err(error),
+    };
+    let deleted = namespaces.delete(&name, &DeleteParams::default()).await;
+    outcome?;
+    deleted.with_context(|| format!("deleting namespace {name}"))?;
+    Ok(())
+}
+
+/// Pods cannot be created in a namespace before the controller manager has
+/// given it its `default` ServiceAccount.
+async fn wait_for_default_service_account(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let created = |account: Option<&ServiceAccount>| account.is_some();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(accounts, "default", created),
+    )
+    .await
+    .with_context(|| format!("namespace {namespace} has no default ServiceAccount after 30s"))?
+    .with_context(|| format!("watching the ServiceAccounts of {namespace}"))?;
+    Ok(())
+}
+
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// Waits until `condition` holds for the pod, or fails after `timeout` with
+/// the pod's status in the message.
+pub async fn wait_for_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    condition: impl Condition<Pod>,
+) -> anyhow::Result<Pod> {
+    match tokio::time::timeout(timeout, await_condition(pods.clone(), name, condition)).await {
+        Ok(Ok(Some(pod))) => Ok(pod),
+        Ok(Ok(None)) => bail!("pod {name} was deleted while waiting until it is {what}"),
+        Ok(Err(error)) => Err(error).with_context(|| format!("watching pod {name}")),
+        Err(_) => {
+            let status = pods
+                .get(name)
+                .await
+                .map(|p| serde_json::to_string(&p.status).unwrap_or_default())
+                .unwrap_or_else(|e| format!("(cannot read it: {e})"));
+            bail!("pod {name} is not {what} after {timeout:?}; status: {status}")
+        }
+    }
+}
+
+/// The pod is Ready.
+pub fn is_ready() -> impl Condition<Pod> {
+    |pod: Option<&Pod>| {
+        pod.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+    }
+}
+
+/// The pod has finished, successfully or not.
+pub fn has_finished() -> impl Condition<Pod> {
+    |pod: Option<&Pod>| {
+        pod.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|phase| phase == "Succeeded" || phase == "Failed")
+    }
+}
+
+/// The logs of a pod's only (or first) container.
+pub async fn logs(pods: &Api<Pod>, pod: &Pod) -> anyhow::Result<String> {
+    pods.logs(&pod.name_any(), &LogParams::default())
+        .await
+        .with_context(|| format!("reading the logs of pod {}", pod.name_any()))
+}
