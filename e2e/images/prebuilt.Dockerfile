@@ -1,0 +1,13 @@
+# The project's images from binaries already built on the host: what the
+# offline path (buildah, e2e/cluster/cluster.sh) builds. Each stage is one
+# image; e2e/images/Dockerfile has the same final stages, compiled in Docker.
+
+FROM scratch AS test-server
+COPY test-server /test-server
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/test-server"]
+
+FROM scratch AS toolbox
+COPY busybox /bin/busybox
+ENTRYPOINT ["/bin/busybox"]

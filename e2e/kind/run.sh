@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The e2e suite on kind, for machines with Docker: creates the cluster (or
+# reuses it), builds the project's images with Docker, loads them with
+# `kind load`, then runs exactly what the local cluster runs (e2e/run-tests.sh).
+#   e2e/kind/run.sh          create/reuse, build, load, test
+#   e2e/kind/run.sh delete   delete the kind cluster
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CLUSTER=plexus
+for tool in kind docker kubectl cargo; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
+done
+
+if [[ ${1:-} == delete ]]; then
+    exec kind delete cluster --name "$CLUSTER"
+fi
+
+kind get clusters | grep -qx "$CLUSTER" || kind create cluster --config e2e/kind/config.yaml --wait 120s
+
+tag=$(awk -F'"' '/^\[workspace.package\]/ {s = 1} s && /^version *=/ {print $2; exit}' Cargo.toml)
+for image in test-server toolbox; do
+    docker build -f e2e/images/Dockerfile --target "$image" -t "plexus/$image:$tag" .
+    kind load docker-image --name "$CLUSTER" "plexus/$image:$tag"
+done
+
+kubeconfig=$(mktemp)
+trap 'rm -f "$kubeconfig"' EXIT
+kind get kubeconfig --name "$CLUSTER" >"$kubeconfig"
+KUBECONFIG="$kubeconfig" e2e/run-tests.sh
