@@ -70,17 +70,29 @@ where
 /// given it its `default` ServiceAccount and, before Kubernetes 1.24, that
 /// account's token Secret.
 async fn wait_for_default_service_account(client: &Client, namespace: &str) -> anyhow::Result<()> {
-    let version = client.apiserver_version().await.context("reading the server version")?;
-    let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(u32::MAX);
+    let version = client
+        .apiserver_version()
+        .await
+        .context("reading the server version")?;
+    let minor: u32 = version
+        .minor
+        .trim_end_matches('+')
+        .parse()
+        .unwrap_or(u32::MAX);
     let needs_token = version.major == "1" && minor < 24;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let usable = move |account: Option<&ServiceAccount>| {
         account.is_some_and(|a| !needs_token || a.secrets.as_ref().is_some_and(|s| !s.is_empty()))
     };
-    tokio::time::timeout(Duration::from_secs(30), await_condition(accounts, "default", usable))
-        .await
-        .with_context(|| format!("namespace {namespace} has no usable default ServiceAccount after 30s"))?
-        .with_context(|| format!("watching the ServiceAccounts of {namespace}"))?;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(accounts, "default", usable),
+    )
+    .await
+    .with_context(|| {
+        format!("namespace {namespace} has no usable default ServiceAccount after 30s")
+    })?
+    .with_context(|| format!("watching the ServiceAccounts of {namespace}"))?;
     Ok(())
 }
 
