@@ -14,6 +14,7 @@ pub mod authorization_policy;
 pub mod common;
 pub mod destination_rule;
 pub mod gateway;
+pub mod keys;
 pub mod mesh;
 pub mod peer_authentication;
 pub mod rate_limit_policy;
