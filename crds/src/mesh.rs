@@ -37,7 +37,7 @@ pub const MESH_NAME: &str = "default";
     ),
     printcolumn(
         name = "Root Expiry",
-        type_ = "date",
+        type_ = "string",
         json_path = ".status.root.notAfter"
     ),
     printcolumn(
