@@ -1,0 +1,235 @@
+//! The identity controller: every ServiceAccount in a namespace labelled
+//! `plexus.dev/inject=enabled` gets a Secret `plexus-identity-<sa>` holding
+//! its SPIFFE certificate (`tls.crt`), key (`tls.key`) and the trust bundle
+//! (`ca.crt`), kept valid, renewed and re-issued on root rotation. A deleted
+//! or corrupted Secret is rewritten at once (the controller watches them).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, ObjectMeta};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use plexus_crds::keys::{
+    IDENTITY_LABEL, INJECT_ENABLED, INJECT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_OPERATOR,
+    SPIFFE_ID_ANNOTATION, TLS_CERT_KEY, identity_secret_name,
+};
+
+use crate::ca::SpiffeId;
+use crate::context::{Context, Error, apply_secret, kube_context, publish, reference, secret_text};
+use crate::identity::{self, Plan, Reason, Subject};
+
+/// Label selector of the Secrets the operator manages.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY_OPERATOR},{IDENTITY_LABEL}")
+}
+
+/// Whether injection (and so identities) is enabled in `namespace`.
+pub fn injection_enabled(namespace: &Namespace) -> bool {
+    namespace.labels().get(INJECT_LABEL).map(String::as_str) == Some(INJECT_ENABLED)
+}
+
+/// Runs the controller until `shutdown`; `bundle_changed` fires when the
+/// authority changes (every identity is then looked at again).
+pub async fn run(
+    ctx: Arc<Context>,
+    bundle_changed: impl Stream<Item = ()> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let accounts: Api<ServiceAccount> = Api::all(client.clone());
+    let secrets: Api<Secret> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client);
+    let controller = Controller::new(accounts, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .owns(
+            secrets,
+            watcher::Config::default().labels(&managed_selector()),
+        )
+        .watches(
+            namespaces,
+            watcher::Config::default(),
+            move |namespace: Namespace| {
+                let name = namespace.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|account| account.namespace().as_deref() == Some(name.as_str()))
+                    .map(|account| ObjectRef::from_obj(&*account))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_all_on(bundle_changed)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "identity reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(account: Arc<ServiceAccount>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        namespace = account.namespace().unwrap_or_default(),
+        name = account.name_any(),
+        %error,
+        "reconciling the identity failed"
+    );
+    ctx.metrics.failed("identity");
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[tracing::instrument(skip_all, fields(namespace = account.namespace().unwrap_or_default(), name = account.name_any()))]
+async fn reconcile(account: Arc<ServiceAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = account.namespace().unwrap_or_default();
+    let name = account.name_any();
+    let secret_name = identity_secret_name(&name);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let enabled = ctx
+        .namespaces
+        .get(&ObjectRef::new(&namespace))
+        .is_some_and(|ns| injection_enabled(&ns));
+    if !enabled || account.meta().deletion_timestamp.is_some() {
+        remove_identity(&ctx, &secrets, &namespace, &name).await?;
+        return Ok(Action::await_change());
+    }
+    let Some(authority) = ctx.authority.borrow().clone() else {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let settings = ctx.settings.borrow().clone();
+    let subject = Subject::Workload(SpiffeId {
+        trust_domain: settings.trust_domain.clone(),
+        namespace: namespace.clone(),
+        service_account: name.clone(),
+    });
+    let existing = kube_context(secrets.get_opt(&secret_name).await, || {
+        format!("reading Secret {namespace}/{secret_name}")
+    })?;
+    let now = SystemTime::now();
+    let (plan, mut data) = match existing.as_ref().map(secret_text) {
+        None => (Plan::Issue(Reason::Missing), BTreeMap::new()),
+        Some(Err(why)) => (Plan::Issue(Reason::Corrupt(why)), BTreeMap::new()),
+        Some(Ok(data)) => (
+            identity::plan(
+                Some(&data),
+                &authority,
+                &subject,
+                settings.workload_renewal_fraction,
+                now,
+            ),
+            data,
+        ),
+    };
+    let template = identity_secret(&account, &secret_name, &subject);
+    let (refresh_in, cert_pem) = match plan {
+        Plan::Keep { refresh_in } => (refresh_in, data.remove(TLS_CERT_KEY)),
+        Plan::RefreshBundle { refresh_in } => {
+            let cert_pem = data.get(TLS_CERT_KEY).cloned();
+            data.insert(
+                plexus_crds::keys::CA_CERT_KEY.into(),
+                authority.bundle_pem(),
+            );
+            apply_secret(&ctx.client, &namespace, template, data).await?;
+            tracing::info!("trust bundle updated");
+            (refresh_in, cert_pem)
+        }
+        Plan::Issue(reason) => {
+            let data = identity::issue(&authority, &subject, settings.workload_ttl, now)?;
+            let cert_pem = data.get(TLS_CERT_KEY).cloned();
+            let written = apply_secret(&ctx.client, &namespace, template, data).await?;
+            ctx.metrics.issued("identity", reason.as_str());
+            let (type_, event_reason) = match reason {
+                Reason::Corrupt(_) => (EventType::Warning, "CorruptIdentityReplaced"),
+                Reason::Missing => (EventType::Normal, "IdentityIssued"),
+                _ => (EventType::Normal, "IdentityRenewed"),
+            };
+            let note = format!(
+                "{subject_id}: {reason}; issued a new certificate",
+                subject_id = spiffe(&subject)
+            );
+            tracing::info!(reason = reason.as_str(), "certificate issued");
+            publish(
+                &ctx.recorder,
+                &reference(&written),
+                type_,
+                event_reason,
+                note,
+            )
+            .await;
+            (
+                settings
+                    .workload_ttl
+                    .mul_f64(settings.workload_renewal_fraction),
+                cert_pem,
+            )
+        }
+    };
+    if let Some(info) = cert_pem.and_then(|pem| crate::ca::inspect("tls.crt", &pem).ok()) {
+        ctx.metrics
+            .expires("identity", &format!("{namespace}/{name}"), info.not_after);
+    }
+    Ok(Action::requeue(refresh_in + Duration::from_secs(1)))
+}
+
+fn spiffe(subject: &Subject) -> String {
+    match subject {
+        Subject::Workload(id) => id.to_string(),
+        Subject::Server(names) => names.join(", "),
+    }
+}
+
+/// The identity Secret's metadata: owned by the ServiceAccount, so that it
+/// is garbage-collected with it.
+fn identity_secret(account: &ServiceAccount, secret_name: &str, subject: &Subject) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.to_owned()),
+            labels: Some(BTreeMap::from([(
+                IDENTITY_LABEL.to_owned(),
+                account.name_any(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                SPIFFE_ID_ANNOTATION.to_owned(),
+                spiffe(subject),
+            )])),
+            owner_references: account.controller_owner_ref(&()).map(|owner| vec![owner]),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        ..Default::default()
+    }
+}
+
+async fn remove_identity(
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    namespace: &str,
+    account: &str,
+) -> Result<(), Error> {
+    let secret_name = identity_secret_name(account);
+    let existing = kube_context(secrets.get_opt(&secret_name).await, || {
+        format!("reading Secret {namespace}/{secret_name}")
+    })?;
+    let ours = existing.as_ref().is_some_and(|s| {
+        s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_OPERATOR)
+    });
+    if ours {
+        kube_context(
+            secrets.delete(&secret_name, &DeleteParams::default()).await,
+            || format!("deleting Secret {namespace}/{secret_name}"),
+        )?;
+        ctx.metrics
+            .forget("identity", &format!("{namespace}/{account}"));
+        tracing::info!("identity removed: injection is not enabled in the namespace");
+    }
+    Ok(())
+}
