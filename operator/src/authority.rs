@@ -226,6 +226,23 @@ impl Authority {
         (data, annotations)
     }
 
+    /// What follows a leaf in `tls.crt`: the signing certificate when it is
+    /// an intermediate (not self-signed), so that peers can build the chain
+    /// to a root of the bundle.
+    pub fn chain_pem(&self) -> String {
+        let self_signed = ca::verify_chain(
+            &self.signing.cert_pem,
+            &self.signing.cert_pem,
+            SystemTime::now(),
+        )
+        .is_ok();
+        if self_signed {
+            String::new()
+        } else {
+            self.signing.cert_pem.clone()
+        }
+    }
+
     /// The trust bundle as one PEM text.
     pub fn bundle_pem(&self) -> String {
         self.bundle.concat()

@@ -274,44 +274,69 @@ pub fn fingerprint(der: &[u8]) -> String {
         .collect()
 }
 
+/// How many intermediates a chain may hold.
+const MAX_INTERMEDIATES: usize = 4;
+
 /// Checks that the first certificate of `leaf_pem` is within its validity at
-/// `now` and is signed by a root of `bundle_pem` that is valid at `now`.
+/// `now` and chains to a root of `bundle_pem` that is valid at `now`, through
+/// the CA certificates that follow it in `leaf_pem` (intermediates, when the
+/// mesh signs with an intermediate under an external root).
 pub fn verify_chain(leaf_pem: &str, bundle_pem: &str, now: SystemTime) -> Result<(), CaError> {
-    let leaf_der = pem_certificates(leaf_pem)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| CaError::Parse {
+    let chain = pem_certificates(leaf_pem)?;
+    let Some(leaf_der) = chain.first() else {
+        return Err(CaError::Parse {
             what: "the leaf",
             reason: "no CERTIFICATE block".into(),
-        })?;
-    let leaf = parse("the leaf", &leaf_der)?;
+        });
+    };
     let at = x509_parser::time::ASN1Time::from(OffsetDateTime::from(now));
+    let leaf = parse("the leaf", leaf_der)?;
     if !leaf.validity().is_valid_at(at) {
         return Err(CaError::Untrusted("the leaf is not valid now".into()));
     }
-    let roots = pem_certificates(bundle_pem)?;
+    let root_ders = pem_certificates(bundle_pem)?;
+    let roots = root_ders
+        .iter()
+        .map(|der| parse("a root of the bundle", der))
+        .collect::<Result<Vec<_>, _>>()?;
     if roots.is_empty() {
         return Err(CaError::Untrusted("the bundle holds no certificate".into()));
     }
-    let mut reasons = Vec::new();
-    for (index, der) in roots.iter().enumerate() {
-        let root = parse("a root of the bundle", der)?;
-        if root.subject() != leaf.issuer() {
-            continue;
+    let intermediates = chain[1..]
+        .iter()
+        .map(|der| parse("an intermediate", der))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signed_by = |child: &X509Certificate<'_>, issuer: &X509Certificate<'_>| {
+        issuer.subject() == child.issuer()
+            && issuer.validity().is_valid_at(at)
+            && child.verify_signature(Some(issuer.public_key())).is_ok()
+    };
+    let mut current = leaf;
+    for _ in 0..=MAX_INTERMEDIATES {
+        if roots.iter().any(|root| signed_by(&current, root)) {
+            return Ok(());
         }
-        if !root.validity().is_valid_at(at) {
-            reasons.push(format!("root {index} has expired or is not yet valid"));
-            continue;
-        }
-        match leaf.verify_signature(Some(root.public_key())) {
-            Ok(()) => return Ok(()),
-            Err(e) => reasons.push(format!("root {index}: {e}")),
+        match intermediates
+            .iter()
+            .find(|ca| ca.is_ca() && signed_by(&current, ca))
+        {
+            Some(intermediate) => current = intermediate.clone(),
+            None => break,
         }
     }
-    if reasons.is_empty() {
-        reasons.push(format!("no root is named {}", leaf.issuer()));
-    }
-    Err(CaError::Untrusted(reasons.join("; ")))
+    let expired = roots
+        .iter()
+        .chain(&intermediates)
+        .any(|ca| ca.subject() == current.issuer() && !ca.validity().is_valid_at(at));
+    let reason = if expired {
+        format!(
+            "its issuer {} has expired or is not yet valid",
+            current.issuer()
+        )
+    } else {
+        format!("no root or intermediate of {} signed it", current.issuer())
+    };
+    Err(CaError::Untrusted(reason))
 }
 
 #[cfg(test)]

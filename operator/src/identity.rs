@@ -177,7 +177,10 @@ pub fn issue(
         Subject::Server(names) => ca::issue_server(&authority.signing, names, now, ttl)?,
     };
     Ok(BTreeMap::from([
-        (TLS_CERT_KEY.to_owned(), leaf.cert_pem),
+        (
+            TLS_CERT_KEY.to_owned(),
+            format!("{}{}", leaf.cert_pem, authority.chain_pem()),
+        ),
         (TLS_KEY_KEY.to_owned(), leaf.key_pem),
         (CA_CERT_KEY.to_owned(), authority.bundle_pem()),
     ]))

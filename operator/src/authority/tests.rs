@@ -174,3 +174,77 @@ fn a_broken_ca_secret_is_reported() {
     let error = Authority::from_secret(&garbage, &empty).expect_err("garbage");
     assert!(error.to_string().contains("tls.crt"), "{error}");
 }
+
+/// An intermediate under an external root: leaves carry the intermediate and
+/// verify against the external root alone.
+#[test]
+fn a_user_supplied_intermediate_signs_leaves_that_chain_to_the_external_root() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        PKCS_ECDSA_P256_SHA256,
+    };
+    let external = crate::ca::generate_root("example.org", t(0), YEAR).expect("root");
+    let issuer = Issuer::from_ca_cert_pem(
+        &external.cert_pem,
+        KeyPair::from_pem(&external.key_pem).expect("key"),
+    )
+    .expect("issuer");
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "mesh intermediate");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = time::OffsetDateTime::from(t(0));
+    params.not_after = time::OffsetDateTime::from(t(0) + YEAR);
+    let intermediate = params.signed_by(&key, &issuer).expect("intermediate");
+    let data = BTreeMap::from([
+        ("tls.crt".to_owned(), intermediate.pem()),
+        ("tls.key".to_owned(), key.serialize_pem()),
+        ("ca.crt".to_owned(), external.cert_pem.clone()),
+    ]);
+    let authority = Authority::from_secret(&data, &BTreeMap::new()).expect("reads");
+    assert_eq!(authority.bundle, vec![external.cert_pem.clone()]);
+    assert_eq!(authority.chain_pem(), intermediate.pem());
+
+    let id = crate::identity::Subject::Workload(crate::ca::SpiffeId {
+        trust_domain: "example.org".into(),
+        namespace: "shop".into(),
+        service_account: "a".into(),
+    });
+    let secret =
+        crate::identity::issue(&authority, &id, Duration::from_secs(3600), t(10)).expect("issued");
+    let chain = &secret["tls.crt"];
+    assert_eq!(
+        crate::ca::pem_certificates(chain).expect("pem").len(),
+        2,
+        "leaf and intermediate"
+    );
+    crate::ca::verify_chain(chain, &external.cert_pem, t(20)).expect("chains to the external root");
+    assert!(
+        matches!(
+            crate::identity::plan(Some(&secret), &authority, &id, 2.0 / 3.0, t(20)),
+            crate::identity::Plan::Keep { .. }
+        ),
+        "a good leaf under the intermediate is kept"
+    );
+    let leaf_only = crate::ca::issue_workload(
+        &authority.signing,
+        &crate::ca::SpiffeId {
+            trust_domain: "example.org".into(),
+            namespace: "shop".into(),
+            service_account: "a".into(),
+        },
+        t(10),
+        Duration::from_secs(3600),
+    )
+    .expect("issued");
+    assert!(
+        crate::ca::verify_chain(&leaf_only.cert_pem, &external.cert_pem, t(20)).is_err(),
+        "without the intermediate there is no chain"
+    );
+}
