@@ -25,7 +25,8 @@ use tokio::sync::watch;
 use crate::authority::{Authority, AuthorityError, Progress, RotationReason, Step};
 use crate::ca;
 use crate::context::{
-    Context, Error, apply_secret, condition, kube_context, publish, reference, secret_text,
+    Context, Error, apply_secret, condition, kube_context, plan_secret, publish, reference,
+    secret_text,
 };
 use crate::identity::{self, Plan, Subject};
 use crate::settings::CaSettings;
@@ -54,19 +55,28 @@ struct Observed {
 
 /// Runs until the process ends; `ready` is called after the first good pass.
 pub async fn run(ctx: Arc<Context>, publisher: Publisher, ready: impl Fn()) {
+    let meshes: Api<Mesh> = Api::all(ctx.client.clone());
     loop {
-        let outcome = tick(&ctx, &publisher).await;
+        // The Mesh is read once a pass; the pass and its status use that copy.
+        let (mesh, outcome) = match kube_context(meshes.get_opt(MESH_NAME).await, || {
+            "reading the Mesh".into()
+        }) {
+            Ok(mesh) => {
+                let outcome = tick(&ctx, &publisher, mesh.as_ref()).await;
+                (mesh, outcome)
+            }
+            Err(error) => (None, Err(error)),
+        };
         match &outcome {
             Ok(_) => ready(),
             Err(error) => {
                 tracing::warn!(%error, "certificate authority pass failed");
                 ctx.metrics.failed("root-rotation");
-                let meshes: Api<Mesh> = Api::all(ctx.client.clone());
-                if let Ok(Some(mesh)) = meshes.get_opt(MESH_NAME).await {
+                if let Some(mesh) = &mesh {
                     // The recorder folds repeats of one Event into a series.
                     publish(
                         &ctx.recorder,
-                        &reference(&mesh),
+                        &reference(mesh),
                         EventType::Warning,
                         "CertificateAuthorityFailed",
                         error.to_string(),
@@ -75,7 +85,9 @@ pub async fn run(ctx: Arc<Context>, publisher: Publisher, ready: impl Fn()) {
                 }
             }
         }
-        if let Err(error) = write_status(&ctx, outcome.as_ref().map_err(ToString::to_string)).await
+        if let Some(mesh) = &mesh
+            && let Err(error) =
+                write_status(&ctx, mesh, outcome.as_ref().map_err(ToString::to_string)).await
         {
             tracing::warn!(%error, "could not write the Mesh status");
             ctx.metrics.failed("mesh-status");
@@ -84,13 +96,13 @@ pub async fn run(ctx: Arc<Context>, publisher: Publisher, ready: impl Fn()) {
     }
 }
 
-async fn tick(ctx: &Context, publisher: &Publisher) -> Result<Observed, Error> {
-    let meshes: Api<Mesh> = Api::all(ctx.client.clone());
-    let mesh = kube_context(meshes.get_opt(MESH_NAME).await, || {
-        "reading the Mesh".into()
-    })?;
+async fn tick(
+    ctx: &Context,
+    publisher: &Publisher,
+    mesh: Option<&Mesh>,
+) -> Result<Observed, Error> {
     let mut invalid_spec = None;
-    if let Some(mesh) = &mesh {
+    if let Some(mesh) = mesh {
         match CaSettings::try_from(&mesh.spec) {
             Ok(settings) => {
                 publisher.settings.send_if_modified(|current| {
@@ -108,9 +120,7 @@ async fn tick(ctx: &Context, publisher: &Publisher) -> Result<Observed, Error> {
 
     let authority = load_or_create(ctx, &settings, now).await?;
     let (progress, overdue) = progress(ctx, &authority, &settings, now);
-    let force = mesh
-        .as_ref()
-        .and_then(|m| m.annotations().get(ROTATE_ROOT_ANNOTATION).cloned());
+    let force = mesh.and_then(|m| m.annotations().get(ROTATE_ROOT_ANNOTATION).cloned());
     let step = authority.next_step(
         settings.root_renewal_fraction,
         force.as_deref(),
@@ -313,18 +323,13 @@ async fn webhook_certificate(
     let existing = kube_context(secrets.get_opt(WEBHOOK_TLS_SECRET).await, || {
         format!("reading Secret {namespace}/{WEBHOOK_TLS_SECRET}")
     })?;
-    let data = existing.as_ref().map(secret_text);
-    let plan = match &data {
-        None => Plan::Issue(identity::Reason::Missing),
-        Some(Err(why)) => Plan::Issue(identity::Reason::Corrupt(why.clone())),
-        Some(Ok(data)) => identity::plan(
-            Some(data),
-            authority,
-            &subject,
-            settings.workload_renewal_fraction,
-            now,
-        ),
-    };
+    let (plan, mut data) = plan_secret(
+        existing.as_ref(),
+        authority,
+        &subject,
+        settings.workload_renewal_fraction,
+        now,
+    );
     let template = Secret {
         metadata: ObjectMeta {
             name: Some(WEBHOOK_TLS_SECRET.into()),
@@ -336,7 +341,6 @@ async fn webhook_certificate(
     match plan {
         Plan::Keep { .. } => {}
         Plan::RefreshBundle { .. } => {
-            let mut data = data.and_then(Result::ok).unwrap_or_default();
             data.insert(
                 plexus_crds::keys::CA_CERT_KEY.into(),
                 authority.bundle_pem(),
@@ -394,14 +398,12 @@ async fn ca_bundle(ctx: &Context, bundle: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn write_status(ctx: &Context, outcome: Result<&Observed, String>) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    mesh: &Mesh,
+    outcome: Result<&Observed, String>,
+) -> Result<(), Error> {
     let meshes: Api<Mesh> = Api::all(ctx.client.clone());
-    let Some(mesh) = kube_context(meshes.get_opt(MESH_NAME).await, || {
-        "reading the Mesh".into()
-    })?
-    else {
-        return Ok(());
-    };
     let previous = mesh.status.clone().unwrap_or_default();
     let generation = mesh.metadata.generation;
     let old = &previous.conditions;

@@ -108,6 +108,26 @@ pub fn secret_text(secret: &Secret) -> Result<BTreeMap<String, String>, String> 
         .collect()
 }
 
+/// What to do with a certificate Secret as read from the API (`None`: it
+/// does not exist), and its data as text (empty unless it was readable).
+pub fn plan_secret(
+    existing: Option<&Secret>,
+    authority: &crate::authority::Authority,
+    subject: &crate::identity::Subject,
+    renewal_fraction: f64,
+    now: std::time::SystemTime,
+) -> (crate::identity::Plan, BTreeMap<String, String>) {
+    use crate::identity::{Plan, Reason, plan};
+    match existing.map(secret_text) {
+        None => (Plan::Issue(Reason::Missing), BTreeMap::new()),
+        Some(Err(why)) => (Plan::Issue(Reason::Corrupt(why)), BTreeMap::new()),
+        Some(Ok(data)) => (
+            plan(Some(&data), authority, subject, renewal_fraction, now),
+            data,
+        ),
+    }
+}
+
 /// Writes a Secret the operator owns, whole, with server-side apply.
 pub async fn apply_secret(
     client: &Client,

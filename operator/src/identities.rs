@@ -22,7 +22,7 @@ use plexus_crds::keys::{
 };
 
 use crate::ca::SpiffeId;
-use crate::context::{Context, Error, apply_secret, kube_context, publish, reference, secret_text};
+use crate::context::{Context, Error, apply_secret, kube_context, plan_secret, publish, reference};
 use crate::identity::{self, Plan, Reason, Subject};
 
 /// Label selector of the Secrets the operator manages.
@@ -115,20 +115,13 @@ async fn reconcile(account: Arc<ServiceAccount>, ctx: Arc<Context>) -> Result<Ac
         format!("reading Secret {namespace}/{secret_name}")
     })?;
     let now = SystemTime::now();
-    let (plan, mut data) = match existing.as_ref().map(secret_text) {
-        None => (Plan::Issue(Reason::Missing), BTreeMap::new()),
-        Some(Err(why)) => (Plan::Issue(Reason::Corrupt(why)), BTreeMap::new()),
-        Some(Ok(data)) => (
-            identity::plan(
-                Some(&data),
-                &authority,
-                &subject,
-                settings.workload_renewal_fraction,
-                now,
-            ),
-            data,
-        ),
-    };
+    let (plan, mut data) = plan_secret(
+        existing.as_ref(),
+        &authority,
+        &subject,
+        settings.workload_renewal_fraction,
+        now,
+    );
     let template = identity_secret(&account, &secret_name, &subject);
     let (refresh_in, cert_pem) = match plan {
         Plan::Keep { refresh_in } => (refresh_in, data.remove(TLS_CERT_KEY)),
