@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, LogParams, ObjectMeta, PostParams};
-use kube::runtime::wait::{Condition, await_condition};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Client, ResourceExt};
 
 /// Tag of every image the project builds: the workspace version.
@@ -33,6 +34,29 @@ pub async fn client() -> anyhow::Result<Client> {
     Client::try_default()
         .await
         .context("connecting to the cluster named by KUBECONFIG")
+}
+
+/// Field manager of what the tests apply.
+pub const FIELD_MANAGER: &str = "plexus-e2e";
+
+/// Applies the CRDs the types generate (server-side) and waits until each is
+/// Established.
+pub async fn apply_crds(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    for crd in plexus_crds::crds() {
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        crds.patch(&name, &apply, &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("applying CRD {name}"))?;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .with_context(|| format!("CRD {name} not established after 30s"))??;
+    }
+    Ok(())
 }
 
 /// Runs `test` in a fresh namespace named `<prefix>-<random>`, then deletes

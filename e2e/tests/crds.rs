@@ -2,37 +2,18 @@
 //! is every seed manifest after `plexus convert`: each is read back and every
 //! field sent is still there, so no field was pruned by a schema that lacks it.
 
-use std::time::Duration;
-
 use anyhow::{Context, ensure};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
-use kube::runtime::wait::{await_condition, conditions};
 use plexus_cli::convert;
-use plexus_e2e::{client, in_namespace};
-
-const FIELD_MANAGER: &str = "plexus-e2e";
+use plexus_e2e::{FIELD_MANAGER, apply_crds, client, in_namespace};
 
 #[tokio::test]
 #[ignore = "needs a cluster: scripts/test.sh runs it on the local cluster, e2e/kind/run.sh on kind"]
 async fn generated_crds_and_converted_seed_manifests_apply_server_side() -> anyhow::Result<()> {
     let client = client().await?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
-    for crd in plexus_crds::crds() {
-        let name = crd.metadata.name.clone().context("CRD without a name")?;
-        crds.patch(&name, &apply, &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("applying CRD {name}"))?;
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not established after 30s"))??;
-    }
+    apply_crds(&client).await?;
 
     let fixtures = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -10,16 +10,14 @@ use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use plexus_crds::Mesh;
 use plexus_crds::keys::{CA_CERT_KEY, DEFAULT_MESH_NAMESPACE, TLS_CERT_KEY, identity_secret_name};
 use plexus_operator::ca;
 use serde_json::json;
 
-const MANAGER: &str = "plexus-e2e";
+use plexus_e2e::FIELD_MANAGER as MANAGER;
 
 /// The operator as a child process, killed when dropped.
 struct Operator(Child);
@@ -121,21 +119,7 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
     let log = log.to_string_lossy();
 
     // The API and the mesh's namespace.
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in plexus_crds::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await??;
-    }
+    plexus_e2e::apply_crds(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns_object = |name: &str, labels: BTreeMap<&str, &str>| {
         json!({
