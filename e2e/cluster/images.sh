@@ -61,7 +61,7 @@ build_project_images() {
 
 # The tag of every project image: the workspace version.
 image_tag() {
-    awk -F'"' '/^\[workspace.package\]/ {section = 1} section && /^version *=/ {print $2; exit}' "$REPO_ROOT/Cargo.toml"
+    "$REPO_ROOT/e2e/images/tag.sh"
 }
 
 load_project_images() {
