@@ -34,6 +34,11 @@ use crate::gateway::Port;
         json_path = r#".status.conditions[?(@.type=="Accepted")].status"#
     ),
     printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Programmed")].status"#
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
