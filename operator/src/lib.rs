@@ -1,16 +1,19 @@
 //! The Plexus operator: the mesh's certificate authority (root, workload
-//! identities, webhook certificate, rotation) and, to come, the compiler of
-//! mesh resources into proxy configuration.
+//! identities, webhook certificate, rotation) and the compiler of mesh
+//! resources into proxy configuration (`compile`, `snapshot`, `mesh_config`).
 #![forbid(unsafe_code)]
 
 pub mod authority;
 pub mod authority_task;
 pub mod ca;
+pub mod compile;
 pub mod context;
 pub mod identities;
 pub mod identity;
 pub mod leader;
+pub mod mesh_config;
 pub mod metrics;
 pub mod server;
 pub mod settings;
+pub mod snapshot;
 pub mod timing;

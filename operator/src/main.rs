@@ -14,13 +14,15 @@ use plexus_operator::authority_task::{self, Publisher};
 use plexus_operator::context::{Config, Context};
 use plexus_operator::identities::{self, managed_selector};
 use plexus_operator::leader::Elector;
+use plexus_operator::mesh_config;
 use plexus_operator::metrics::Metrics;
 use plexus_operator::server::{self, Health};
 use plexus_operator::settings::CaSettings;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
-/// The Plexus operator: the mesh's certificate authority.
+/// The Plexus operator: the mesh's certificate authority and the compiler of
+/// mesh resources into proxy configuration.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -46,6 +48,9 @@ struct Args {
     /// Name of the leader Lease.
     #[arg(long, default_value = "plexus-operator")]
     lease_name: String,
+    /// The cluster's DNS domain.
+    #[arg(long, env = "PLEXUS_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
     /// Log format.
     #[arg(long, env = "PLEXUS_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
@@ -170,7 +175,8 @@ async fn main() -> anyhow::Result<()> {
     let bundle_changed = WatchStream::from_changes(authority_rx).map(|_| ());
     let result = tokio::select! {
         () = authority_task::run(ctx.clone(), publisher, ready) => Ok(()),
-        () = identities::run(ctx, bundle_changed, stopped()) => Ok(()),
+        () = identities::run(ctx.clone(), bundle_changed, stopped()) => Ok(()),
+        () = mesh_config::run(ctx, args.cluster_domain) => Ok(()),
         () = elector.hold() => Err(anyhow::anyhow!("lost the leader lease; exiting so that only one replica issues certificates")),
         _ = tokio::signal::ctrl_c() => Ok(()),
     };

@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
@@ -32,6 +33,78 @@ pub struct ExpiryLabels {
     pub name: String,
 }
 
+/// Labels of a resource kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The kind (`VirtualService`, `Pod`, ...).
+    pub kind: String,
+}
+
+/// Labels of Kubernetes writes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// `configmap`, `configmap-delete`, `status` or `event`.
+    pub target: String,
+    /// `ok` or `error`.
+    pub result: String,
+}
+
+/// Metrics of the configuration compiler.
+#[derive(Clone)]
+pub struct ConfigMetrics {
+    /// Compile passes.
+    pub reconciles: Counter,
+    /// Passes that could not write everything.
+    pub errors: Counter,
+    /// Seconds per pass (compile and writes).
+    pub duration: Histogram,
+    /// Seconds of the pure compile.
+    pub compile_duration: Histogram,
+    /// Bytes of the largest configuration.
+    pub largest_config_bytes: Gauge,
+    /// Bytes of all configurations.
+    pub config_bytes: Gauge,
+    /// Objects indexed, by kind.
+    pub objects: Family<KindLabels, Gauge>,
+    /// Writes to the API server.
+    pub writes: Family<WriteLabels, Counter>,
+    /// Resources not accepted, by kind.
+    pub rejected: Family<KindLabels, Gauge>,
+}
+
+impl Default for ConfigMetrics {
+    fn default() -> Self {
+        let buckets = || {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 2.0, 16,
+            ))
+        };
+        Self {
+            reconciles: Counter::default(),
+            errors: Counter::default(),
+            duration: buckets(),
+            compile_duration: buckets(),
+            largest_config_bytes: Gauge::default(),
+            config_bytes: Gauge::default(),
+            objects: Family::default(),
+            writes: Family::default(),
+            rejected: Family::default(),
+        }
+    }
+}
+
+impl ConfigMetrics {
+    /// Counts a write.
+    pub fn wrote(&self, target: &str, ok: bool) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                target: target.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+    }
+}
+
 /// Every metric of the operator.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -43,6 +116,8 @@ pub struct Metrics {
     pub expiry: Family<ExpiryLabels, Gauge<f64, AtomicU64>>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    /// The configuration compiler.
+    pub config: ConfigMetrics,
 }
 
 impl Metrics {
@@ -69,6 +144,52 @@ impl Metrics {
             "operator_leader",
             "1 while this replica is the leader",
             metrics.leader.clone(),
+        );
+        let c = &metrics.config;
+        registry.register(
+            "config_reconciles",
+            "Configuration compile passes",
+            c.reconciles.clone(),
+        );
+        registry.register(
+            "config_reconcile_errors",
+            "Compile passes that could not write everything",
+            c.errors.clone(),
+        );
+        registry.register(
+            "config_reconcile_duration_seconds",
+            "Duration of a pass: compile and writes",
+            c.duration.clone(),
+        );
+        registry.register(
+            "config_compile_duration_seconds",
+            "Duration of the pure compile",
+            c.compile_duration.clone(),
+        );
+        registry.register(
+            "config_largest_bytes",
+            "Bytes of the largest proxy configuration",
+            c.largest_config_bytes.clone(),
+        );
+        registry.register(
+            "config_bytes",
+            "Bytes of all proxy configurations",
+            c.config_bytes.clone(),
+        );
+        registry.register(
+            "config_objects_indexed",
+            "Objects indexed by the compiler, by kind",
+            c.objects.clone(),
+        );
+        registry.register(
+            "config_writes",
+            "Writes of ConfigMaps, statuses and Events",
+            c.writes.clone(),
+        );
+        registry.register(
+            "config_rejected_resources",
+            "Resources with Accepted=False, by kind",
+            c.rejected.clone(),
         );
         metrics
     }

@@ -1,0 +1,654 @@
+//! The configuration controller: watches the mesh's resources, Services,
+//! endpoints, Pods and Namespaces; on a change (debounced) compiles them
+//! ([`crate::compile`]), writes the ConfigMaps that changed and the status of
+//! every resource whose verdict changed, with an Event when one is rejected.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use plexus_config::{CONFIG_KEY, CONFIGMAP_NAME, REVISION_ANNOTATION};
+use plexus_crds::common::{CONDITION_ACCEPTED, CONDITION_PROGRAMMED, ResourceStatus};
+use plexus_crds::keys::{MANAGED_BY_LABEL, MANAGED_BY_OPERATOR, OPERATOR_FIELD_MANAGER};
+use plexus_crds::mesh::Mesh;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::compile::{self, Input, Key, Kind, Verdict};
+use crate::context::{self, Context};
+use crate::snapshot::{self, PodView};
+
+/// Label on the ConfigMaps the controller writes.
+pub const CONFIG_LABEL: &str = "plexus.dev/config";
+
+/// How long the inputs must be quiet before a pass, and the longest a pass
+/// waits for quiet.
+const QUIET: Duration = Duration::from_millis(50);
+const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Concurrent status writes.
+const WRITERS: usize = 16;
+
+/// Kinds with a [`ResourceStatus`].
+trait HasStatus:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: Kind;
+    fn resource_status(&self) -> Option<&ResourceStatus>;
+}
+
+macro_rules! has_status {
+    ($($kind:ident => $ty:ty),+ $(,)?) => {$(
+        impl HasStatus for $ty {
+            const KIND: Kind = Kind::$kind;
+            fn resource_status(&self) -> Option<&ResourceStatus> {
+                self.status.as_ref()
+            }
+        }
+    )+};
+}
+
+use plexus_crds::{
+    authorization_policy::AuthorizationPolicy, destination_rule::DestinationRule, gateway::Gateway,
+    peer_authentication::PeerAuthentication, rate_limit_policy::RateLimitPolicy,
+    request_authentication::RequestAuthentication, service_entry::ServiceEntry,
+    service_profile::ServiceProfile, telemetry::Telemetry, traffic_split::TrafficSplit,
+    virtual_service::VirtualService,
+};
+
+has_status! {
+    VirtualService => VirtualService,
+    DestinationRule => DestinationRule,
+    Gateway => Gateway,
+    ServiceEntry => ServiceEntry,
+    TrafficSplit => TrafficSplit,
+    ServiceProfile => ServiceProfile,
+    PeerAuthentication => PeerAuthentication,
+    AuthorizationPolicy => AuthorizationPolicy,
+    RequestAuthentication => RequestAuthentication,
+    RateLimitPolicy => RateLimitPolicy,
+    Telemetry => Telemetry,
+}
+
+/// Where endpoints come from.
+enum Endpoints {
+    Slices(Store<EndpointSlice>),
+    Pods,
+}
+
+/// The watched objects.
+struct Stores {
+    virtual_services: Store<VirtualService>,
+    destination_rules: Store<DestinationRule>,
+    gateways: Store<Gateway>,
+    service_entries: Store<ServiceEntry>,
+    traffic_splits: Store<TrafficSplit>,
+    service_profiles: Store<ServiceProfile>,
+    peer_authentications: Store<PeerAuthentication>,
+    authorization_policies: Store<AuthorizationPolicy>,
+    request_authentications: Store<RequestAuthentication>,
+    rate_limit_policies: Store<RateLimitPolicy>,
+    telemetries: Store<Telemetry>,
+    meshes: Store<Mesh>,
+    services: Store<Service>,
+    pods: Store<Pod>,
+    namespaces: Store<Namespace>,
+    config_maps: Store<ConfigMap>,
+    endpoints: Endpoints,
+}
+
+/// Watches `api` into a store, signalling `dirty` on every change.
+fn watch<K>(api: Api<K>, config: watcher::Config, dirty: &Arc<Notify>, slim: fn(&mut K)) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let dirty = dirty.clone();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .for_each(move |event| {
+            match event {
+                Ok(_) => dirty.notify_one(),
+                Err(error) => {
+                    tracing::warn!(%error, kind = %K::kind(&()), "watch failed; retrying")
+                }
+            }
+            async {}
+        });
+    tokio::spawn(events);
+    store
+}
+
+fn no_fields<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+/// Keeps only what [`snapshot::pod_view`] reads: 5,000 pods stay small.
+fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    if let Some(spec) = &mut pod.spec {
+        spec.volumes = None;
+        spec.affinity = None;
+        spec.tolerations = None;
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            *c = k8s_openapi::api::core::v1::Container {
+                name: std::mem::take(&mut c.name),
+                ports: c.ports.take(),
+                ..Default::default()
+            };
+        }
+    }
+    if let Some(status) = &mut pod.status {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+    }
+}
+
+async fn wait_ready<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) {
+    let kind = K::kind(&()).to_string();
+    tokio::select! {
+        result = store.wait_until_ready() => if result.is_err() {
+            tracing::error!(%kind, "watch ended before its first list");
+        },
+        () = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            tracing::warn!(%kind, "still waiting for the first list (is the CRD installed, and RBAC granted?)");
+            std::future::pending::<()>().await
+        } => {}
+    }
+}
+
+impl Stores {
+    async fn start(client: &Client, dirty: &Arc<Notify>) -> Self {
+        let all = watcher::Config::default;
+        let slices = client
+            .list_api_group_resources("discovery.k8s.io/v1")
+            .await
+            .map(|list| list.resources.iter().any(|r| r.name == "endpointslices"))
+            .unwrap_or(false);
+        let endpoints = if slices {
+            tracing::info!("endpoints from discovery.k8s.io/v1 EndpointSlices");
+            Endpoints::Slices(watch(Api::all(client.clone()), all(), dirty, no_fields))
+        } else {
+            tracing::info!(
+                "no discovery.k8s.io/v1: endpoints from ready Pods matched to Service selectors"
+            );
+            Endpoints::Pods
+        };
+        let stores = Self {
+            virtual_services: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            destination_rules: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            gateways: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            service_entries: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            traffic_splits: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            service_profiles: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            peer_authentications: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            authorization_policies: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            request_authentications: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            rate_limit_policies: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            telemetries: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            meshes: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            services: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            pods: watch(Api::all(client.clone()), all(), dirty, slim_pod),
+            config_maps: watch(
+                Api::all(client.clone()),
+                all().labels(&format!("{CONFIG_LABEL}=proxy")),
+                dirty,
+                no_fields,
+            ),
+            namespaces: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            endpoints,
+        };
+        wait_ready(&stores.virtual_services).await;
+        wait_ready(&stores.destination_rules).await;
+        wait_ready(&stores.gateways).await;
+        wait_ready(&stores.service_entries).await;
+        wait_ready(&stores.traffic_splits).await;
+        wait_ready(&stores.service_profiles).await;
+        wait_ready(&stores.peer_authentications).await;
+        wait_ready(&stores.authorization_policies).await;
+        wait_ready(&stores.request_authentications).await;
+        wait_ready(&stores.rate_limit_policies).await;
+        wait_ready(&stores.telemetries).await;
+        wait_ready(&stores.meshes).await;
+        wait_ready(&stores.services).await;
+        wait_ready(&stores.pods).await;
+        wait_ready(&stores.config_maps).await;
+        wait_ready(&stores.namespaces).await;
+        if let Endpoints::Slices(s) = &stores.endpoints {
+            wait_ready(s).await;
+        }
+        stores
+    }
+
+    /// The compiler's input, converted once from the stores.
+    fn input(&self, ctx: &Context, cluster_domain: &str) -> Input {
+        fn objects<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
+            store.state().iter().map(|o| (**o).clone()).collect()
+        }
+        let namespaces = objects(&self.namespaces);
+        let pods: Vec<PodView> = self
+            .pods
+            .state()
+            .iter()
+            .map(|p| snapshot::pod_view(p))
+            .collect();
+        let services: Vec<_> = self
+            .services
+            .state()
+            .iter()
+            .filter_map(|s| snapshot::service_input(s))
+            .collect();
+        let endpoints = match &self.endpoints {
+            Endpoints::Pods => snapshot::endpoints_from_pods(&services, &pods),
+            Endpoints::Slices(store) => {
+                let by_name: HashMap<(String, String), PodView> = pods
+                    .iter()
+                    .map(|p| ((p.namespace.clone(), p.name.clone()), p.clone()))
+                    .collect();
+                snapshot::endpoints_from_slices(&services, &objects(store), &by_name)
+            }
+        };
+        let mesh = self
+            .meshes
+            .state()
+            .iter()
+            .find(|m| m.name_any() == "default")
+            .map(|m| m.spec.clone())
+            .unwrap_or_default();
+        Input {
+            mesh,
+            root_namespace: ctx.config.mesh_namespace.clone(),
+            cluster_domain: cluster_domain.to_owned(),
+            namespaces: namespaces.iter().map(|n| n.name_any()).collect(),
+            injected: snapshot::injected_namespaces(&namespaces, &pods, &ctx.config.mesh_namespace),
+            services,
+            endpoints,
+            virtual_services: objects(&self.virtual_services),
+            destination_rules: objects(&self.destination_rules),
+            gateways: objects(&self.gateways),
+            service_entries: objects(&self.service_entries),
+            traffic_splits: objects(&self.traffic_splits),
+            service_profiles: objects(&self.service_profiles),
+            peer_authentications: objects(&self.peer_authentications),
+            authorization_policies: objects(&self.authorization_policies),
+            request_authentications: objects(&self.request_authentications),
+            rate_limit_policies: objects(&self.rate_limit_policies),
+            telemetries: objects(&self.telemetries),
+        }
+    }
+}
+
+/// Runs the controller until the process stops.
+pub async fn run(ctx: Arc<Context>, cluster_domain: String) {
+    let dirty = Arc::new(Notify::new());
+    let stores = Stores::start(&ctx.client, &dirty).await;
+    tracing::info!("configuration controller started");
+    let mut retry = false;
+    loop {
+        if retry {
+            // A failed write is retried after a pause even without changes.
+            tokio::select! {
+                () = dirty.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        } else {
+            dirty.notified().await;
+        }
+        let first = Instant::now();
+        while first.elapsed() < MAX_WAIT {
+            if tokio::time::timeout(QUIET, dirty.notified()).await.is_err() {
+                break;
+            }
+        }
+        let started = Instant::now();
+        let ok = pass(&ctx, &stores, &cluster_domain).await;
+        let metrics = &ctx.metrics.config;
+        metrics.reconciles.inc();
+        metrics.duration.observe(started.elapsed().as_secs_f64());
+        if !ok {
+            metrics.errors.inc();
+        }
+        retry = !ok;
+    }
+}
+
+/// One pass: compile, then write what changed. Returns whether every write
+/// succeeded.
+async fn pass(ctx: &Context, stores: &Stores, cluster_domain: &str) -> bool {
+    let metrics = &ctx.metrics.config;
+    let input = stores.input(ctx, cluster_domain);
+    for (kind, count) in [
+        ("VirtualService", input.virtual_services.len()),
+        ("DestinationRule", input.destination_rules.len()),
+        ("Gateway", input.gateways.len()),
+        ("ServiceEntry", input.service_entries.len()),
+        ("TrafficSplit", input.traffic_splits.len()),
+        ("ServiceProfile", input.service_profiles.len()),
+        ("PeerAuthentication", input.peer_authentications.len()),
+        ("AuthorizationPolicy", input.authorization_policies.len()),
+        ("RequestAuthentication", input.request_authentications.len()),
+        ("RateLimitPolicy", input.rate_limit_policies.len()),
+        ("Telemetry", input.telemetries.len()),
+        ("Service", input.services.len()),
+        ("Endpoint", input.endpoints.len()),
+        ("Pod", stores.pods.state().len()),
+        ("Namespace", input.namespaces.len()),
+    ] {
+        metrics
+            .objects
+            .get_or_create(&crate::metrics::KindLabels { kind: kind.into() })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    let compiled_at = Instant::now();
+    let output = tokio::task::block_in_place(|| compile::compile(&input));
+    metrics
+        .compile_duration
+        .observe(compiled_at.elapsed().as_secs_f64());
+
+    let mut ok = write_configs(ctx, stores, &output.configs).await;
+    let statuses = statuses(ctx, stores, &output.verdicts, &input.injected).await;
+    ok &= statuses;
+    ok
+}
+
+/// Writes the ConfigMaps whose content changed, deletes those of namespaces
+/// that no longer have injected workloads.
+async fn write_configs(
+    ctx: &Context,
+    stores: &Stores,
+    configs: &BTreeMap<String, plexus_config::ProxyConfig>,
+) -> bool {
+    let metrics = &ctx.metrics.config;
+    let existing: HashMap<String, Arc<ConfigMap>> = stores
+        .config_maps
+        .state()
+        .into_iter()
+        .filter(|c| c.name_any() == CONFIGMAP_NAME)
+        .map(|c| (c.namespace().unwrap_or_default(), c))
+        .collect();
+    let mut writes = Vec::new();
+    let (mut total, mut largest) = (0usize, 0usize);
+    for (namespace, config) in configs {
+        let text = match serde_json::to_string(config) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::error!(%error, %namespace, "cannot serialize a configuration");
+                continue;
+            }
+        };
+        total += text.len();
+        largest = largest.max(text.len());
+        let current = existing
+            .get(namespace)
+            .and_then(|c| c.data.as_ref())
+            .and_then(|d| d.get(CONFIG_KEY));
+        if current == Some(&text) {
+            continue;
+        }
+        writes.push((namespace.clone(), text));
+    }
+    metrics
+        .config_bytes
+        .set(i64::try_from(total).unwrap_or(i64::MAX));
+    metrics
+        .largest_config_bytes
+        .set(i64::try_from(largest).unwrap_or(i64::MAX));
+    let stale: Vec<String> = existing
+        .keys()
+        .filter(|ns| !configs.contains_key(*ns))
+        .cloned()
+        .collect();
+    let results: Vec<bool> = stream::iter(writes)
+        .map(|(namespace, text)| async move {
+            let ok = apply_config(&ctx.client, &namespace, text).await;
+            metrics.wrote("configmap", ok);
+            ok
+        })
+        .buffer_unordered(WRITERS)
+        .collect()
+        .await;
+    let mut ok = results.iter().all(|r| *r);
+    for namespace in stale {
+        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+        let result = api.delete(CONFIGMAP_NAME, &DeleteParams::default()).await;
+        let deleted = match result {
+            Ok(_) => true,
+            Err(kube::Error::Api(e)) if e.code == 404 => true,
+            Err(error) => {
+                tracing::warn!(%error, %namespace, "cannot delete a stale proxy configuration");
+                false
+            }
+        };
+        metrics.wrote("configmap-delete", deleted);
+        ok &= deleted;
+    }
+    ok
+}
+
+async fn apply_config(client: &Client, namespace: &str, text: String) -> bool {
+    let revision = revision(text.as_bytes());
+    let config_map = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(CONFIGMAP_NAME.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.into(), MANAGED_BY_OPERATOR.into()),
+                (CONFIG_LABEL.into(), "proxy".into()),
+            ])),
+            annotations: Some(BTreeMap::from([(
+                REVISION_ANNOTATION.into(),
+                revision.clone(),
+            )])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(CONFIG_KEY.into(), text)])),
+        ..Default::default()
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let params = PatchParams::apply(OPERATOR_FIELD_MANAGER).force();
+    match api
+        .patch(CONFIGMAP_NAME, &params, &Patch::Apply(&config_map))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(%namespace, %revision, "proxy configuration written");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, %namespace, "cannot write the proxy configuration");
+            false
+        }
+    }
+}
+
+/// The first 16 hex digits of the SHA-256 of a configuration.
+pub fn revision(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes every status whose verdict changed.
+async fn statuses(
+    ctx: &Context,
+    stores: &Stores,
+    verdicts: &BTreeMap<Key, Verdict>,
+    proxies: &BTreeMap<String, usize>,
+) -> bool {
+    let mut rejected: BTreeMap<Kind, i64> = BTreeMap::new();
+    for (key, verdict) in verdicts {
+        if verdict.acceptance.is_err() {
+            *rejected.entry(key.kind).or_default() += 1;
+        }
+    }
+    for kind in [
+        Kind::VirtualService,
+        Kind::DestinationRule,
+        Kind::Gateway,
+        Kind::ServiceEntry,
+        Kind::TrafficSplit,
+        Kind::ServiceProfile,
+        Kind::PeerAuthentication,
+        Kind::AuthorizationPolicy,
+        Kind::RequestAuthentication,
+        Kind::RateLimitPolicy,
+        Kind::Telemetry,
+    ] {
+        ctx.metrics
+            .config
+            .rejected
+            .get_or_create(&crate::metrics::KindLabels {
+                kind: kind.as_str().into(),
+            })
+            .set(rejected.get(&kind).copied().unwrap_or(0));
+    }
+    let mut ok = true;
+    ok &= statuses_of(ctx, &stores.virtual_services, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.destination_rules, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.gateways, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.service_entries, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.traffic_splits, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.service_profiles, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.peer_authentications, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.authorization_policies, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.request_authentications, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.rate_limit_policies, verdicts, proxies).await;
+    ok &= statuses_of(ctx, &stores.telemetries, verdicts, proxies).await;
+    ok
+}
+
+/// Whether a condition already says this (lastTransitionTime aside).
+fn same(current: Option<&Condition>, wanted: &Condition) -> bool {
+    current.is_some_and(|c| {
+        c.status == wanted.status
+            && c.reason == wanted.reason
+            && c.message == wanted.message
+            && c.observed_generation == wanted.observed_generation
+    })
+}
+
+async fn statuses_of<K: HasStatus>(
+    ctx: &Context,
+    store: &Store<K>,
+    verdicts: &BTreeMap<Key, Verdict>,
+    proxies: &BTreeMap<String, usize>,
+) -> bool {
+    let mut changes = Vec::new();
+    for object in store.state() {
+        let key = Key {
+            kind: K::KIND,
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+        };
+        let Some(verdict) = verdicts.get(&key) else {
+            continue;
+        };
+        let previous: &[Condition] = object
+            .resource_status()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        let generation = verdict.generation;
+        let wanted: Vec<Condition> = [
+            (CONDITION_ACCEPTED, verdict.accepted()),
+            (CONDITION_PROGRAMMED, verdict.programmed(proxies)),
+        ]
+        .into_iter()
+        .map(|(type_, parts)| {
+            context::condition(
+                previous,
+                type_,
+                parts.status,
+                &parts.reason,
+                parts.message,
+                generation,
+            )
+        })
+        .collect();
+        let unchanged = wanted
+            .iter()
+            .all(|w| same(previous.iter().find(|c| c.type_ == w.type_), w))
+            && object.resource_status().and_then(|s| s.observed_generation) == generation;
+        if unchanged {
+            continue;
+        }
+        let was_rejected = previous
+            .iter()
+            .find(|c| c.type_ == CONDITION_ACCEPTED)
+            .map(|c| (c.status.clone(), c.message.clone()));
+        let event = match &verdict.acceptance {
+            Err(rejection) if was_rejected != Some(("False".into(), rejection.message.clone())) => {
+                Some((rejection.reason, rejection.message.clone()))
+            }
+            _ => None,
+        };
+        changes.push((object, key, wanted, generation, event));
+    }
+    let results: Vec<bool> = stream::iter(changes)
+        .map(|(object, key, conditions, generation, event)| async move {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
+            let patch = serde_json::json!({
+                "status": ResourceStatus { observed_generation: generation, conditions }
+            });
+            let result = api
+                .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+            let ok = match result {
+                Ok(_) => true,
+                // Deleted meanwhile: nothing to report.
+                Err(kube::Error::Api(e)) if e.code == 404 => true,
+                Err(error) => {
+                    tracing::warn!(%error, resource = %key.origin(), "cannot write status");
+                    false
+                }
+            };
+            ctx.metrics.config.wrote("status", ok);
+            if let Some((reason, message)) = event {
+                tracing::warn!(resource = %key.origin(), reason, %message, "resource not accepted");
+                context::publish(
+                    &ctx.recorder,
+                    &context::reference(&*object),
+                    EventType::Warning,
+                    reason,
+                    message,
+                )
+                .await;
+                ctx.metrics.config.wrote("event", true);
+            }
+            ok
+        })
+        .buffer_unordered(WRITERS)
+        .collect()
+        .await;
+    results.iter().all(|r| *r)
+}

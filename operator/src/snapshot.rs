@@ -1,0 +1,245 @@
+//! The edge: converts Kubernetes objects into the compiler's input, once.
+//! Pure functions, so that golden tests run them too.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use plexus_crds::keys::{INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL};
+
+use crate::compile::{EndpointInput, ServiceInput, ServicePortInput};
+
+/// The name of the injected proxy container.
+pub const PROXY_CONTAINER: &str = "plexus-proxy";
+
+/// What the compiler needs of a pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodView {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Pod IP (empty until assigned).
+    pub ip: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// ServiceAccount.
+    pub service_account: String,
+    /// Ready and not terminating.
+    pub ready: bool,
+    /// A Plexus proxy runs in it.
+    pub meshed: bool,
+    /// Named container ports.
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// A pod's view.
+pub fn pod_view(pod: &Pod) -> PodView {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let ready = pod.metadata.deletion_timestamp.is_none()
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let containers = spec.into_iter().flat_map(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+    });
+    let mut meshed = false;
+    let mut ports = BTreeMap::new();
+    for c in containers {
+        meshed |= c.name == PROXY_CONTAINER;
+        for p in c.ports.iter().flatten() {
+            if let (Some(name), Ok(port)) = (&p.name, u16::try_from(p.container_port)) {
+                ports.insert(name.clone(), port);
+            }
+        }
+    }
+    PodView {
+        namespace: pod.namespace().unwrap_or_default(),
+        name: pod.name_any(),
+        ip: status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
+        labels: pod.labels().clone(),
+        service_account: spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into()),
+        ready,
+        meshed,
+        ports,
+    }
+}
+
+/// A Service as the compiler needs it; `None` for ExternalName Services.
+pub fn service_input(svc: &Service) -> Option<ServiceInput> {
+    let spec = svc.spec.as_ref()?;
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return None;
+    }
+    let cluster_ip = spec
+        .cluster_ip
+        .clone()
+        .filter(|ip| !ip.is_empty() && ip != "None");
+    Some(ServiceInput {
+        namespace: svc.namespace().unwrap_or_default(),
+        name: svc.name_any(),
+        cluster_ip,
+        ports: spec
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .filter_map(|p| {
+                let port = u16::try_from(p.port).ok()?;
+                let (target_port, target_port_name) = match &p.target_port {
+                    None => (Some(port), None),
+                    Some(IntOrString::Int(n)) => (u16::try_from(*n).ok(), None),
+                    Some(IntOrString::String(s)) => match s.parse::<u16>() {
+                        Ok(n) => (Some(n), None),
+                        Err(_) => (None, Some(s.clone())),
+                    },
+                };
+                Some(ServicePortInput {
+                    name: p.name.clone(),
+                    port,
+                    target_port,
+                    target_port_name,
+                    app_protocol: p.app_protocol.clone(),
+                })
+            })
+            .collect(),
+        selector: spec.selector.clone().filter(|s| !s.is_empty()),
+    })
+}
+
+fn endpoint(svc: &ServiceInput, pod: &PodView, ports: BTreeMap<u16, u16>) -> EndpointInput {
+    EndpointInput {
+        namespace: svc.namespace.clone(),
+        service: svc.name.clone(),
+        ip: pod.ip.clone(),
+        service_account: Some(pod.service_account.clone()),
+        labels: pod.labels.clone(),
+        meshed: pod.meshed,
+        ports,
+    }
+}
+
+/// Endpoints from ready pods matched against the Services' selectors (for
+/// API servers without `discovery.k8s.io/v1`).
+pub fn endpoints_from_pods(services: &[ServiceInput], pods: &[PodView]) -> Vec<EndpointInput> {
+    let mut by_namespace: HashMap<&str, Vec<&PodView>> = HashMap::new();
+    for pod in pods.iter().filter(|p| p.ready && !p.ip.is_empty()) {
+        by_namespace.entry(&pod.namespace).or_default().push(pod);
+    }
+    let mut endpoints = Vec::new();
+    for svc in services {
+        let Some(selector) = &svc.selector else {
+            continue;
+        };
+        for pod in by_namespace
+            .get(svc.namespace.as_str())
+            .into_iter()
+            .flatten()
+        {
+            if !plexus_config::selects(selector, &pod.labels) {
+                continue;
+            }
+            let ports = svc
+                .ports
+                .iter()
+                .filter_map(|p| Some((p.port, *pod.ports.get(p.target_port_name.as_ref()?)?)))
+                .collect();
+            endpoints.push(endpoint(svc, pod, ports));
+        }
+    }
+    endpoints
+}
+
+/// Endpoints from EndpointSlices, with labels and ServiceAccounts from the
+/// pods they name.
+pub fn endpoints_from_slices(
+    services: &[ServiceInput],
+    slices: &[EndpointSlice],
+    pods: &HashMap<(String, String), PodView>,
+) -> Vec<EndpointInput> {
+    let services: HashMap<(&str, &str), &ServiceInput> = services
+        .iter()
+        .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+        .collect();
+    let mut endpoints = Vec::new();
+    for slice in slices {
+        let namespace = slice.namespace().unwrap_or_default();
+        let Some(name) = slice.labels().get("kubernetes.io/service-name") else {
+            continue;
+        };
+        let Some(svc) = services.get(&(namespace.as_str(), name.as_str())) else {
+            continue;
+        };
+        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+            continue;
+        }
+        let ports: BTreeMap<u16, u16> = svc
+            .ports
+            .iter()
+            .filter(|p| p.target_port_name.is_some())
+            .filter_map(|p| {
+                let sp = slice.ports.iter().flatten().find(|s| s.name == p.name)?;
+                Some((p.port, u16::try_from(sp.port?).ok()?))
+            })
+            .collect();
+        for e in &slice.endpoints {
+            let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            let Some(ip) = e.addresses.first() else {
+                continue;
+            };
+            if !ready {
+                continue;
+            }
+            let pod = e
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| pods.get(&(namespace.clone(), r.name.clone().unwrap_or_default())));
+            let view = pod.cloned().unwrap_or_else(|| PodView {
+                ip: ip.clone(),
+                ..Default::default()
+            });
+            let mut input = endpoint(svc, &view, ports.clone());
+            input.ip = ip.clone();
+            if pod.is_none() {
+                input.service_account = None;
+            }
+            endpoints.push(input);
+        }
+    }
+    endpoints
+}
+
+/// Namespaces whose proxies need a configuration, with their number of
+/// meshed pods: namespaces labelled for injection, and namespaces with pods
+/// that opted in. The mesh's own namespace and kube-system never are.
+pub fn injected_namespaces(
+    namespaces: &[Namespace],
+    pods: &[PodView],
+    mesh_namespace: &str,
+) -> BTreeMap<String, usize> {
+    let mut injected: BTreeMap<String, usize> = namespaces
+        .iter()
+        .filter(|ns| ns.labels().get(INJECT_LABEL).map(String::as_str) == Some(INJECT_ENABLED))
+        .map(|ns| (ns.name_any(), 0))
+        .collect();
+    for pod in pods {
+        let label = pod.labels.get(INJECT_LABEL).map(String::as_str);
+        if pod.meshed || label == Some(INJECT_ENABLED) {
+            let count = injected.entry(pod.namespace.clone()).or_default();
+            if pod.meshed && label != Some(INJECT_DISABLED) {
+                *count += 1;
+            }
+        }
+    }
+    injected.remove(mesh_namespace);
+    injected.remove("kube-system");
+    injected
+}
