@@ -3,10 +3,10 @@
 //! deploys it). One test, in order, since it owns the cluster-wide Mesh.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
@@ -19,51 +19,8 @@ use serde_json::json;
 
 use plexus_e2e::FIELD_MANAGER as MANAGER;
 
-/// The operator as a child process, killed when dropped.
-struct Operator(Child);
-
-impl Operator {
-    fn start(log: &str) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(log).context("creating the operator's log")?;
-        let child = Command::new(env!("CARGO_BIN_EXE_plexus-operator"))
-            .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
-            .env("RUST_LOG", "info,kube=warn")
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting the operator")?;
-        Ok(Self(child))
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(error) if Instant::now() >= deadline => {
-                return Err(error.context(format!("{what} after {timeout:?}")));
-            }
-            Err(_) => {}
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: not after {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+mod support;
+use support::{Operator, eventually};
 
 fn text(secret: &Secret, key: &str) -> Option<String> {
     secret
@@ -213,7 +170,7 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
     };
 
     let result = async {
-        let mut operator = Operator::start(&log)?;
+        let mut operator = Operator::start(&log, "plexus-operator-ca-test")?;
         let (alpha_cert, alpha_bundle, _) = eventually("alpha's identity", Duration::from_secs(60), identity("alpha")).await?;
         let (beta_cert, beta_bundle, _) = eventually("beta's identity", Duration::from_secs(30), identity("beta")).await?;
         openssl_verify(&dir, &alpha_cert, &alpha_bundle)?;
@@ -317,7 +274,7 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
                 if !restarted {
                     // Restart mid-way: a valid certificate is not issued again.
                     drop(operator);
-                    operator = Operator::start(&log)?;
+                    operator = Operator::start(&log, "plexus-operator-ca-test")?;
                     restarted = true;
                     tokio::time::sleep(Duration::from_secs(15)).await;
                     let after = secrets.get(&identity_secret_name("alpha")).await?;
