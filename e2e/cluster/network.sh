@@ -1,15 +1,15 @@
 # Sourced by e2e/cluster/cluster.sh: the bridge, routes, guard and sysctls.
 #
 # Everything stays on this machine: pods live on 198.18.0.0/24 on the bridge,
-# Services on 198.19.0.0/24 are routed to the bridge, and a blackhole route for
-# 198.18.0.0/15 lies under both, so a packet to any address of these ranges
-# that nothing answers dies here. A forward guard drops whatever a pod sends
-# towards any other interface.
+# Services on 198.19.0.0/20 (room for the 1,000-Service scale check) are
+# routed to the bridge, and a blackhole route for 198.18.0.0/15 lies under
+# both, so a packet to any address of these ranges that nothing answers dies
+# here. A forward guard drops whatever a pod sends towards any other interface.
 
 BRIDGE=plexus0
 NODE_IP=198.18.0.1
 POD_CIDR=198.18.0.0/24
-SERVICE_CIDR=198.19.0.0/24
+SERVICE_CIDR=198.19.0.0/20
 KUBERNETES_SERVICE_IP=198.19.0.1
 GUARD_RANGE=198.18.0.0/15
 NFT_GUARD_TABLE=plexus_guard
