@@ -3,7 +3,10 @@
 //! the operator serializes it and the proxy deserializes it.
 //!
 //! One configuration is written per namespace with injected workloads, in the
-//! ConfigMap [`CONFIGMAP_NAME`] under [`CONFIG_KEY`]. It holds:
+//! ConfigMap [`CONFIGMAP_NAME`] under the `binaryData` key [`CONFIG_KEY`], as
+//! gzip-compressed JSON ([`ProxyConfig::to_gzip`], [`ProxyConfig::from_gzip`]):
+//! every namespace's configuration lists the whole mesh's destinations, and
+//! compressed it stays far below the 1 MiB ConfigMap limit. It holds:
 //! - `services`: every destination a proxy of that namespace may call, with
 //!   its routes, traffic policy and endpoints (subsets already resolved);
 //! - `inbound`: the policies of the namespace's workloads, each with the
@@ -16,14 +19,18 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The schema of this configuration; bumped on incompatible changes.
 pub const SCHEMA: &str = "plexus.dev/proxy-config/v1";
 /// The ConfigMap holding a namespace's proxy configuration.
 pub const CONFIGMAP_NAME: &str = "plexus-proxy-config";
-/// The ConfigMap key of the configuration (JSON).
-pub const CONFIG_KEY: &str = "config.json";
+/// The ConfigMap `binaryData` key of the configuration (gzip-compressed JSON).
+pub const CONFIG_KEY: &str = "config.json.gz";
+/// The largest decompressed configuration a proxy accepts.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 /// The ConfigMap annotation carrying the configuration's revision.
 pub const REVISION_ANNOTATION: &str = "plexus.dev/config-revision";
 
@@ -39,9 +46,10 @@ pub struct ProxyConfig {
     pub trust_domain: String,
     /// What to do with traffic to destinations not in `services`.
     pub outbound_policy: OutboundPolicy,
-    /// Destinations, sorted by their first host.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub services: Vec<Service>,
+    /// Destinations, sorted by their first host. Shared (not copied) between
+    /// the namespaces' configurations when they see the same destinations.
+    #[serde(default, skip_serializing_if = "no_services")]
+    pub services: Arc<Vec<Service>>,
     /// Policies of this namespace's workloads.
     #[serde(default)]
     pub inbound: Inbound,
@@ -53,6 +61,8 @@ pub struct ProxyConfig {
 /// Errors reading a configuration.
 #[derive(Debug)]
 pub enum ConfigError {
+    /// Not gzip, or larger than [`MAX_CONFIG_BYTES`] decompressed.
+    Compression(String),
     /// Not JSON of this shape.
     Malformed(serde_json::Error),
     /// A schema this proxy does not understand.
@@ -62,6 +72,7 @@ pub enum ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Compression(e) => write!(f, "proxy configuration is not readable gzip: {e}"),
             Self::Malformed(e) => write!(f, "malformed proxy configuration: {e}"),
             Self::Schema(s) => write!(f, "proxy configuration schema {s:?} is not {SCHEMA:?}"),
         }
@@ -78,6 +89,28 @@ impl ProxyConfig {
             return Err(ConfigError::Schema(config.schema));
         }
         Ok(config)
+    }
+
+    /// The configuration as written in its ConfigMap: compact JSON, gzip
+    /// compressed. Deterministic: equal configurations give equal bytes.
+    pub fn to_gzip(&self) -> Vec<u8> {
+        compress(&serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Reads a configuration from its ConfigMap's bytes.
+    pub fn from_gzip(bytes: &[u8]) -> Result<Self, ConfigError> {
+        use std::io::Read;
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut json)
+            .map_err(|e| ConfigError::Compression(e.to_string()))?;
+        if json.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Compression(format!(
+                "larger than {MAX_CONFIG_BYTES} bytes decompressed"
+            )));
+        }
+        Self::from_json(&json)
     }
 
     /// The SPIFFE identity of a ServiceAccount.
@@ -1049,6 +1082,20 @@ pub struct VirtualHost {
     pub http: Vec<HttpRoute>,
 }
 
+/// Compresses a configuration's JSON as [`ProxyConfig::to_gzip`] does.
+pub fn compress(json: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    // Fast compression: JSON this repetitive still shrinks about 20 times.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(json);
+    encoder.finish().unwrap_or_default()
+}
+
+fn no_services(services: &Arc<Vec<Service>>) -> bool {
+    services.is_empty()
+}
+
 fn is_false(value: &bool) -> bool {
     !*value
 }
@@ -1076,6 +1123,27 @@ mod tests {
         assert!(matches!(
             ProxyConfig::from_json(b"{not json"),
             Err(ConfigError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn gzip_round_trips_and_refuses_corruption() {
+        let config = ProxyConfig {
+            schema: SCHEMA.into(),
+            namespace: "demo".into(),
+            trust_domain: "cluster.local".into(),
+            ..Default::default()
+        };
+        let bytes = config.to_gzip();
+        assert_eq!(bytes, config.to_gzip(), "deterministic");
+        assert_eq!(ProxyConfig::from_gzip(&bytes).expect("reads"), config);
+        let mut corrupt = bytes.clone();
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0xff;
+        assert!(ProxyConfig::from_gzip(&corrupt).is_err());
+        assert!(matches!(
+            ProxyConfig::from_gzip(b"plain text"),
+            Err(ConfigError::Compression(_))
         ));
     }
 

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -34,6 +36,9 @@ pub const CONFIG_LABEL: &str = "plexus.dev/config";
 /// waits for quiet.
 const QUIET: Duration = Duration::from_millis(50);
 const MAX_WAIT: Duration = Duration::from_millis(500);
+/// The most a ConfigMap's payload may hold (the API server's limit is 1 MiB
+/// for the whole object).
+const MAX_CONFIGMAP_BYTES: usize = 1_000_000;
 /// Concurrent status writes.
 const WRITERS: usize = 16;
 
@@ -107,12 +112,22 @@ struct Stores {
     services: Store<Service>,
     pods: Store<Pod>,
     namespaces: Store<Namespace>,
-    config_maps: Store<ConfigMap>,
+    /// Only metadata: the revision annotation says what each one holds.
+    config_maps: Store<PartialObjectMeta<ConfigMap>>,
     endpoints: Endpoints,
 }
 
-/// Watches `api` into a store, signalling `dirty` on every change.
-fn watch<K>(api: Api<K>, config: watcher::Config, dirty: &Arc<Notify>, slim: fn(&mut K)) -> Store<K>
+/// Watches `api` into a store, signalling `dirty` when an object appears or
+/// goes, or when its `fingerprint` (what the compiler reads of it) changes.
+/// The operator's own writes (status, ConfigMaps) leave fingerprints alone,
+/// so they do not start another pass.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    dirty: &Arc<Notify>,
+    slim: fn(&mut K),
+    fingerprint: fn(&K) -> u64,
+) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -124,21 +139,64 @@ where
 {
     let (store, writer) = reflector::store();
     let dirty = dirty.clone();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let key = |o: &K| o.meta().uid.clone().unwrap_or_else(|| o.name_any());
     let events = watcher(api, config)
         .default_backoff()
         .modify(slim)
         .reflect(writer)
         .for_each(move |event| {
-            match event {
-                Ok(_) => dirty.notify_one(),
-                Err(error) => {
-                    tracing::warn!(%error, kind = %K::kind(&()), "watch failed; retrying")
+            let changed = match event {
+                Ok(watcher::Event::InitApply(object)) => {
+                    seen.insert(key(&object), fingerprint(&object));
+                    false
                 }
+                Ok(watcher::Event::Apply(object)) => {
+                    seen.insert(key(&object), fingerprint(&object)) != Some(fingerprint(&object))
+                }
+                Ok(watcher::Event::Delete(object)) => {
+                    seen.remove(&key(&object));
+                    true
+                }
+                Ok(watcher::Event::Init) => false,
+                Ok(watcher::Event::InitDone) => true,
+                Err(error) => {
+                    tracing::warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
+                    false
+                }
+            };
+            if changed {
+                dirty.notify_one();
             }
             async {}
         });
     tokio::spawn(events);
     store
+}
+
+fn hash(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
+}
+
+/// The spec's generation: status updates do not change it.
+fn generation<K: Resource>(object: &K) -> u64 {
+    object.meta().generation.map_or(0, |g| g.unsigned_abs())
+}
+
+/// Any change.
+fn version<K: Resource>(object: &K) -> u64 {
+    hash(&object.meta().resource_version)
+}
+
+/// What the compiler reads of a pod.
+fn pod_fingerprint(pod: &Pod) -> u64 {
+    hash(&snapshot::pod_view(pod))
+}
+
+/// Nothing: only creation and deletion count (the operator's own ConfigMaps).
+fn existence<K>(_: &K) -> u64 {
+    0
 }
 
 fn no_fields<K: Resource>(object: &mut K) {
@@ -196,7 +254,13 @@ impl Stores {
             .unwrap_or(false);
         let endpoints = if slices {
             tracing::info!("endpoints from discovery.k8s.io/v1 EndpointSlices");
-            Endpoints::Slices(watch(Api::all(client.clone()), all(), dirty, no_fields))
+            Endpoints::Slices(watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                version,
+            ))
         } else {
             tracing::info!(
                 "no discovery.k8s.io/v1: endpoints from ready Pods matched to Service selectors"
@@ -204,27 +268,107 @@ impl Stores {
             Endpoints::Pods
         };
         let stores = Self {
-            virtual_services: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            destination_rules: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            gateways: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            service_entries: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            traffic_splits: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            service_profiles: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            peer_authentications: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            authorization_policies: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            request_authentications: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            rate_limit_policies: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            telemetries: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            meshes: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            services: watch(Api::all(client.clone()), all(), dirty, no_fields),
-            pods: watch(Api::all(client.clone()), all(), dirty, slim_pod),
+            virtual_services: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            destination_rules: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            gateways: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            service_entries: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            traffic_splits: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            service_profiles: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            peer_authentications: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            authorization_policies: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            request_authentications: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            rate_limit_policies: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            telemetries: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            meshes: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                no_fields,
+                generation,
+            ),
+            services: watch(Api::all(client.clone()), all(), dirty, no_fields, version),
+            pods: watch(
+                Api::all(client.clone()),
+                all(),
+                dirty,
+                slim_pod,
+                pod_fingerprint,
+            ),
+            // `Api<PartialObjectMeta<_>>` requests metadata only.
             config_maps: watch(
                 Api::all(client.clone()),
                 all().labels(&format!("{CONFIG_LABEL}=proxy")),
                 dirty,
                 no_fields,
+                existence,
             ),
-            namespaces: watch(Api::all(client.clone()), all(), dirty, no_fields),
+            namespaces: watch(Api::all(client.clone()), all(), dirty, no_fields, version),
             endpoints,
         };
         wait_ready(&stores.virtual_services).await;
@@ -345,7 +489,9 @@ pub async fn run(ctx: Arc<Context>, cluster_domain: String) {
 /// succeeded.
 async fn pass(ctx: &Context, stores: &Stores, cluster_domain: &str) -> bool {
     let metrics = &ctx.metrics.config;
+    let started = Instant::now();
     let input = stores.input(ctx, cluster_domain);
+    let input_ms = started.elapsed().as_millis();
     for (kind, count) in [
         ("VirtualService", input.virtual_services.len()),
         ("DestinationRule", input.destination_rules.len()),
@@ -374,62 +520,97 @@ async fn pass(ctx: &Context, stores: &Stores, cluster_domain: &str) -> bool {
         .compile_duration
         .observe(compiled_at.elapsed().as_secs_f64());
 
-    let mut ok = write_configs(ctx, stores, &output.configs).await;
-    let statuses = statuses(ctx, stores, &output.verdicts, &input.injected).await;
-    ok &= statuses;
-    ok
+    let compile_ms = compiled_at.elapsed().as_millis();
+    let written_at = Instant::now();
+    let (written, configs_ok) = write_configs(ctx, stores, output.configs).await;
+    let configs_ms = written_at.elapsed().as_millis();
+    let (statuses, statuses_ok) = statuses(ctx, stores, &output.verdicts, &input.injected).await;
+    tracing::info!(
+        input_ms,
+        compile_ms,
+        configs_ms,
+        total_ms = started.elapsed().as_millis(),
+        configmaps = written,
+        statuses,
+        resources = output.verdicts.len(),
+        "configuration pass"
+    );
+    configs_ok && statuses_ok
 }
 
-/// Writes the ConfigMaps whose content changed, deletes those of namespaces
-/// that no longer have injected workloads.
+/// Writes the ConfigMaps whose content changed (by revision), deletes those
+/// of namespaces that no longer have injected workloads. Returns the number
+/// written and whether every write succeeded.
 async fn write_configs(
     ctx: &Context,
     stores: &Stores,
-    configs: &BTreeMap<String, plexus_config::ProxyConfig>,
-) -> bool {
+    configs: BTreeMap<String, plexus_config::ProxyConfig>,
+) -> (usize, bool) {
     let metrics = &ctx.metrics.config;
-    let existing: HashMap<String, Arc<ConfigMap>> = stores
+    let existing: HashMap<String, Option<String>> = stores
         .config_maps
         .state()
         .into_iter()
         .filter(|c| c.name_any() == CONFIGMAP_NAME)
-        .map(|c| (c.namespace().unwrap_or_default(), c))
+        .map(|c| {
+            (
+                c.namespace().unwrap_or_default(),
+                c.annotations().get(REVISION_ANNOTATION).cloned(),
+            )
+        })
         .collect();
-    let mut writes = Vec::new();
-    let (mut total, mut largest) = (0usize, 0usize);
-    for (namespace, config) in configs {
-        let text = match serde_json::to_string(config) {
-            Ok(text) => text,
-            Err(error) => {
-                tracing::error!(%error, %namespace, "cannot serialize a configuration");
-                continue;
-            }
-        };
-        total += text.len();
-        largest = largest.max(text.len());
-        let current = existing
-            .get(namespace)
-            .and_then(|c| c.data.as_ref())
-            .and_then(|d| d.get(CONFIG_KEY));
-        if current == Some(&text) {
-            continue;
-        }
-        writes.push((namespace.clone(), text));
-    }
-    metrics
-        .config_bytes
-        .set(i64::try_from(total).unwrap_or(i64::MAX));
-    metrics
-        .largest_config_bytes
-        .set(i64::try_from(largest).unwrap_or(i64::MAX));
     let stale: Vec<String> = existing
         .keys()
         .filter(|ns| !configs.contains_key(*ns))
         .cloned()
         .collect();
+    let mut writes = Vec::new();
+    let (mut total, mut largest) = (0usize, 0usize);
+    for (namespace, config) in configs {
+        let json = match serde_json::to_vec(&config) {
+            Ok(json) => json,
+            Err(error) => {
+                tracing::error!(%error, %namespace, "cannot serialize a configuration");
+                continue;
+            }
+        };
+        drop(config);
+        let revision = revision(&json);
+        let compressed = if existing.get(&namespace) == Some(&Some(revision.clone())) {
+            // Unchanged: written before; only its size is reported.
+            None
+        } else {
+            Some(plexus_config::compress(&json))
+        };
+        let size = compressed.as_ref().map_or(0, Vec::len);
+        total += size;
+        largest = largest.max(size);
+        match compressed {
+            Some(bytes) if bytes.len() > MAX_CONFIGMAP_BYTES => {
+                // The API server would refuse it; the last configuration stays.
+                tracing::error!(
+                    %namespace,
+                    bytes = bytes.len(),
+                    "the proxy configuration is over the ConfigMap size limit even compressed; the previous one stays in force"
+                );
+                metrics.wrote("configmap", false);
+            }
+            Some(bytes) => writes.push((namespace, revision, bytes)),
+            None => {}
+        }
+    }
+    if !writes.is_empty() {
+        metrics
+            .config_bytes
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+        metrics
+            .largest_config_bytes
+            .set(i64::try_from(largest).unwrap_or(i64::MAX));
+    }
+    let count = writes.len();
     let results: Vec<bool> = stream::iter(writes)
-        .map(|(namespace, text)| async move {
-            let ok = apply_config(&ctx.client, &namespace, text).await;
+        .map(|(namespace, revision, bytes)| async move {
+            let ok = apply_config(&ctx.client, &namespace, revision, bytes).await;
             metrics.wrote("configmap", ok);
             ok
         })
@@ -441,7 +622,10 @@ async fn write_configs(
         let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
         let result = api.delete(CONFIGMAP_NAME, &DeleteParams::default()).await;
         let deleted = match result {
-            Ok(_) => true,
+            Ok(_) => {
+                tracing::info!(%namespace, "proxy configuration deleted: no injected workloads");
+                true
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => true,
             Err(error) => {
                 tracing::warn!(%error, %namespace, "cannot delete a stale proxy configuration");
@@ -451,11 +635,11 @@ async fn write_configs(
         metrics.wrote("configmap-delete", deleted);
         ok &= deleted;
     }
-    ok
+    (count, ok)
 }
 
-async fn apply_config(client: &Client, namespace: &str, text: String) -> bool {
-    let revision = revision(text.as_bytes());
+async fn apply_config(client: &Client, namespace: &str, revision: String, bytes: Vec<u8>) -> bool {
+    let size = bytes.len();
     let config_map = ConfigMap {
         metadata: kube::api::ObjectMeta {
             name: Some(CONFIGMAP_NAME.into()),
@@ -470,7 +654,7 @@ async fn apply_config(client: &Client, namespace: &str, text: String) -> bool {
             )])),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([(CONFIG_KEY.into(), text)])),
+        binary_data: Some(BTreeMap::from([(CONFIG_KEY.into(), ByteString(bytes))])),
         ..Default::default()
     };
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
@@ -480,7 +664,7 @@ async fn apply_config(client: &Client, namespace: &str, text: String) -> bool {
         .await
     {
         Ok(_) => {
-            tracing::info!(%namespace, %revision, "proxy configuration written");
+            tracing::info!(%namespace, %revision, bytes = size, "proxy configuration written");
             true
         }
         Err(error) => {
@@ -505,7 +689,7 @@ async fn statuses(
     stores: &Stores,
     verdicts: &BTreeMap<Key, Verdict>,
     proxies: &BTreeMap<String, usize>,
-) -> bool {
+) -> (usize, bool) {
     let mut rejected: BTreeMap<Kind, i64> = BTreeMap::new();
     for (key, verdict) in verdicts {
         if verdict.acceptance.is_err() {
@@ -533,19 +717,22 @@ async fn statuses(
             })
             .set(rejected.get(&kind).copied().unwrap_or(0));
     }
-    let mut ok = true;
-    ok &= statuses_of(ctx, &stores.virtual_services, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.destination_rules, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.gateways, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.service_entries, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.traffic_splits, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.service_profiles, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.peer_authentications, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.authorization_policies, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.request_authentications, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.rate_limit_policies, verdicts, proxies).await;
-    ok &= statuses_of(ctx, &stores.telemetries, verdicts, proxies).await;
-    ok
+    let mut results = Vec::new();
+    results.push(statuses_of(ctx, &stores.virtual_services, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.destination_rules, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.gateways, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.service_entries, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.traffic_splits, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.service_profiles, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.peer_authentications, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.authorization_policies, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.request_authentications, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.rate_limit_policies, verdicts, proxies).await);
+    results.push(statuses_of(ctx, &stores.telemetries, verdicts, proxies).await);
+    (
+        results.iter().map(|r| r.0).sum(),
+        results.iter().all(|r| r.1),
+    )
 }
 
 /// Whether a condition already says this (lastTransitionTime aside).
@@ -563,7 +750,7 @@ async fn statuses_of<K: HasStatus>(
     store: &Store<K>,
     verdicts: &BTreeMap<Key, Verdict>,
     proxies: &BTreeMap<String, usize>,
-) -> bool {
+) -> (usize, bool) {
     let mut changes = Vec::new();
     for object in store.state() {
         let key = Key {
@@ -614,6 +801,7 @@ async fn statuses_of<K: HasStatus>(
         };
         changes.push((object, key, wanted, generation, event));
     }
+    let count = changes.len();
     let results: Vec<bool> = stream::iter(changes)
         .map(|(object, key, conditions, generation, event)| async move {
             let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
@@ -650,5 +838,5 @@ async fn statuses_of<K: HasStatus>(
         .buffer_unordered(WRITERS)
         .collect()
         .await;
-    results.iter().all(|r| *r)
+    (count, results.iter().all(|r| *r))
 }

@@ -15,7 +15,7 @@ use crate::compile::{EndpointInput, ServiceInput, ServicePortInput};
 pub const PROXY_CONTAINER: &str = "plexus-proxy";
 
 /// What the compiler needs of a pod.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PodView {
     /// Namespace.
     pub namespace: String,
@@ -242,4 +242,107 @@ pub fn injected_namespaces(
     injected.remove(mesh_namespace);
     injected.remove("kube-system");
     injected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service() -> ServiceInput {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": { "name": "web", "namespace": "demo" },
+            "spec": { "clusterIP": "198.19.0.9", "selector": { "app": "web" },
+                      "ports": [{ "name": "http", "port": 80, "targetPort": "http" },
+                                { "name": "metrics", "port": 9090, "targetPort": 9090 }] }
+        }))
+        .expect("Service");
+        service_input(&svc).expect("not ExternalName")
+    }
+
+    fn pod(name: &str, ip: &str, ready: bool, port: i32) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": name, "namespace": "demo", "labels": { "app": "web", "version": name } },
+            "spec": { "serviceAccountName": "web", "containers": [
+                { "name": "app", "ports": [{ "name": "http", "containerPort": port }] },
+                { "name": PROXY_CONTAINER }
+            ]},
+            "status": { "podIP": ip, "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }] }
+        }))
+        .expect("Pod")
+    }
+
+    #[test]
+    fn ready_pods_become_endpoints_with_named_ports_resolved() {
+        let pods = [
+            pod("a", "198.18.0.5", true, 8080),
+            pod("b", "198.18.0.6", false, 8080),
+        ];
+        let views: Vec<PodView> = pods.iter().map(pod_view).collect();
+        let endpoints = endpoints_from_pods(&[service()], &views);
+        assert_eq!(endpoints.len(), 1);
+        let e = &endpoints[0];
+        assert_eq!(e.ip, "198.18.0.5");
+        assert_eq!(e.service_account.as_deref(), Some("web"));
+        assert!(e.meshed);
+        assert_eq!(e.ports, BTreeMap::from([(80, 8080)]));
+        assert_eq!(e.labels.get("version").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn endpoint_slices_give_the_same_endpoints() {
+        let pods: HashMap<(String, String), PodView> = [pod("a", "198.18.0.5", true, 8081)]
+            .iter()
+            .map(|p| (("demo".to_owned(), p.name_any()), pod_view(p)))
+            .collect();
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": { "name": "web-x", "namespace": "demo", "labels": { "kubernetes.io/service-name": "web" } },
+            "addressType": "IPv4",
+            "ports": [{ "name": "http", "port": 8081 }, { "name": "metrics", "port": 9090 }],
+            "endpoints": [
+                { "addresses": ["198.18.0.5"], "conditions": { "ready": true }, "targetRef": { "kind": "Pod", "name": "a" } },
+                { "addresses": ["198.18.0.7"], "conditions": { "ready": false }, "targetRef": { "kind": "Pod", "name": "c" } },
+                { "addresses": ["198.18.0.99"], "conditions": { "ready": true } }
+            ]
+        }))
+        .expect("EndpointSlice");
+        let endpoints = endpoints_from_slices(&[service()], &[slice], &pods);
+        assert_eq!(endpoints.len(), 2, "{endpoints:?}");
+        assert_eq!(endpoints[0].ports, BTreeMap::from([(80, 8081)]));
+        assert_eq!(endpoints[0].service_account.as_deref(), Some("web"));
+        assert!(endpoints[0].meshed);
+        // An address without a pod (a manually managed endpoint) has no identity.
+        assert_eq!(endpoints[1].service_account, None);
+        assert!(!endpoints[1].meshed);
+    }
+
+    #[test]
+    fn injected_namespaces_are_labelled_or_have_opted_in_pods() {
+        let ns = |name: &str, label: Option<&str>| -> Namespace {
+            serde_json::from_value(json!({ "metadata": { "name": name, "labels":
+                label.map(|l| json!({ INJECT_LABEL: l })).unwrap_or(json!({})) } }))
+            .expect("Namespace")
+        };
+        let mut opted_in = pod_view(&pod("x", "198.18.0.8", true, 80));
+        opted_in.namespace = "apps".into();
+        opted_in.meshed = false;
+        opted_in
+            .labels
+            .insert(INJECT_LABEL.into(), INJECT_ENABLED.into());
+        let meshed = pod_view(&pod("y", "198.18.0.9", true, 80));
+        let injected = injected_namespaces(
+            &[
+                ns("demo", Some("enabled")),
+                ns("off", Some("disabled")),
+                ns("plexus-system", Some("enabled")),
+                ns("apps", None),
+            ],
+            &[opted_in, meshed],
+            "plexus-system",
+        );
+        assert_eq!(
+            injected,
+            BTreeMap::from([("apps".into(), 0), ("demo".into(), 1)])
+        );
+    }
 }

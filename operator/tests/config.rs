@@ -161,12 +161,12 @@ async fn condition(
 async fn config(client: &Client, ns: &str) -> anyhow::Result<ProxyConfig> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let cm = api.get(CONFIGMAP_NAME).await?;
-    let text = cm
-        .data
+    let bytes = cm
+        .binary_data
         .as_ref()
         .and_then(|d| d.get(CONFIG_KEY))
-        .context("no config.json")?;
-    Ok(ProxyConfig::from_json(text.as_bytes())?)
+        .context("no config.json.gz")?;
+    Ok(ProxyConfig::from_gzip(&bytes.0)?)
 }
 
 fn kubectl_get(ns: &str) -> String {
@@ -274,8 +274,8 @@ async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Res
             let want = host("reviews");
             async move {
                 let proxy = config(&client, &ns).await?;
-                let reviews = proxy.services.into_iter().find(|s| s.hosts[0] == want).context("reviews")?;
-                Ok((reviews.endpoints.len() == 2).then_some(reviews.endpoints))
+                let reviews = proxy.services.iter().find(|s| s.hosts[0] == want).context("reviews")?;
+                Ok((reviews.endpoints.len() == 2).then(|| reviews.endpoints.clone()))
             }
         })
         .await?;
@@ -376,7 +376,8 @@ async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Res
         .await?;
         println!("after the broken manifests:\n{}", kubectl_get(&ns));
         let cm: ConfigMap = Api::namespaced(client.clone(), &ns).get(CONFIGMAP_NAME).await?;
-        println!("ConfigMap {}: {} bytes", cm.name_any(), cm.data.as_ref().and_then(|d| d.get(CONFIG_KEY)).map_or(0, String::len));
+        let size = cm.binary_data.as_ref().and_then(|d| d.get(CONFIG_KEY)).map_or(0, |b| b.0.len());
+        println!("ConfigMap {}: {size} bytes compressed", cm.name_any());
         Ok(())
     })
     .await

@@ -280,7 +280,9 @@ impl State<'_> {
 
     /// Records that an accepted resource is part of a namespace's configuration.
     fn programmed(&mut self, key: &Key, namespace: &str) {
-        if let Some(verdict) = self.verdicts.get_mut(key) {
+        if let Some(verdict) = self.verdicts.get_mut(key)
+            && !verdict.programmed.contains(namespace)
+        {
             verdict.programmed.insert(namespace.to_owned());
         }
     }
@@ -313,12 +315,13 @@ impl State<'_> {
 /// namespace and name (as Istio does).
 fn by_age<K: ResourceExt>(objects: &[K]) -> Vec<&K> {
     let mut sorted: Vec<&K> = objects.iter().collect();
-    sorted.sort_by(|a, b| {
-        let age = |o: &K| o.meta().creation_timestamp.as_ref().map(|t| t.0);
-        age(a)
-            .cmp(&age(b))
-            .then_with(|| a.namespace().cmp(&b.namespace()))
-            .then_with(|| a.name_any().cmp(&b.name_any()))
+    sorted.sort_by_cached_key(|o| {
+        let meta = o.meta();
+        (
+            meta.creation_timestamp.as_ref().map(|t| t.0),
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        )
     });
     sorted
 }

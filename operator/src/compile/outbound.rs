@@ -2,6 +2,7 @@
 //! Gateways, VirtualServices, TrafficSplits and ServiceProfiles.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use kube::ResourceExt;
 use plexus_config as cfg;
@@ -82,27 +83,52 @@ struct GatewayOut {
 pub struct Outbound {
     dests: Vec<Dest>,
     gateways: Vec<GatewayOut>,
+    /// Some routes are visible to some namespaces only.
+    restricted: bool,
+    /// The destinations every namespace sees, unless `restricted`.
+    shared: std::cell::OnceCell<Arc<Vec<cfg::Service>>>,
 }
 
 impl Outbound {
     /// The destinations as seen from a namespace, marking what is programmed.
-    pub fn services_for(&self, namespace: &str, state: &mut State<'_>) -> Vec<cfg::Service> {
-        let mut services = Vec::with_capacity(self.dests.len());
+    /// Namespaces that see the same routes share one list.
+    pub fn services_for(&self, namespace: &str, state: &mut State<'_>) -> Arc<Vec<cfg::Service>> {
         for dest in &self.dests {
-            let mut service = dest.service.clone();
-            for set in &dest.routes {
-                if set.visibility.includes(namespace) {
-                    service.http.extend(set.http.iter().cloned());
-                    service.tcp.extend(set.tcp.iter().cloned());
-                    state.programmed(&set.key, namespace);
-                }
+            for set in dest
+                .routes
+                .iter()
+                .filter(|s| s.visibility.includes(namespace))
+            {
+                state.programmed(&set.key, namespace);
             }
             for key in dest.contributors.iter().chain(&dest.entry) {
                 state.programmed(key, namespace);
             }
-            services.push(service);
         }
-        services
+        if self.restricted {
+            return Arc::new(self.build(namespace));
+        }
+        self.shared
+            .get_or_init(|| Arc::new(self.build(namespace)))
+            .clone()
+    }
+
+    fn build(&self, namespace: &str) -> Vec<cfg::Service> {
+        self.dests
+            .iter()
+            .map(|dest| {
+                let mut service = dest.service.clone();
+                for set in dest
+                    .routes
+                    .iter()
+                    .filter(|s| s.visibility.includes(namespace))
+                {
+                    service.http.extend(set.http.iter().cloned());
+                    service.tcp.extend(set.tcp.iter().cloned());
+                }
+                service
+            })
+            .collect()
     }
 
     /// The namespace's Gateways with their routes.
@@ -820,7 +846,16 @@ pub fn compile(state: &mut State<'_>) -> Outbound {
     }
 
     dests.sort_by(|a, b| a.service.hosts.cmp(&b.service.hosts));
-    Outbound { dests, gateways }
+    let restricted = dests
+        .iter()
+        .flat_map(|d| &d.routes)
+        .any(|r| matches!(r.visibility, Visibility::Only(_)));
+    Outbound {
+        dests,
+        gateways,
+        restricted,
+        shared: std::cell::OnceCell::new(),
+    }
 }
 
 /// Integer percentages summing to 100 (largest remainder).
