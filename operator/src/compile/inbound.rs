@@ -259,8 +259,19 @@ fn target(
     state: &State<'_>,
     namespace: &str,
     selector: &Option<WorkloadSelector>,
-    refs: &[(&str, &PolicyTargetReference)],
+    target_ref: &Option<PolicyTargetReference>,
+    target_refs: &[PolicyTargetReference],
 ) -> Option<cfg::Selector> {
+    let refs: Vec<(String, &PolicyTargetReference)> = target_ref
+        .iter()
+        .map(|r| ("spec.targetRef".to_owned(), r))
+        .chain(
+            target_refs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("spec.targetRefs[{i}]"), r)),
+        )
+        .collect();
     if selector.is_some() && !refs.is_empty() {
         check.invalid(
             "spec.selector",
@@ -271,7 +282,7 @@ fn target(
         return Some(s.match_labels.clone());
     }
     let mut merged: Option<cfg::Selector> = None;
-    for (path, r) in refs {
+    for (path, r) in &refs {
         if r.kind != "Service" || !matches!(r.group.as_deref(), None | Some("") | Some("core")) {
             check.unsupported(
                 format!("{path}.kind"),
@@ -290,7 +301,7 @@ fn target(
                 Some(sel) if !sel.is_empty() => {
                     if merged.as_ref().is_some_and(|m| m != sel) {
                         check.unsupported(
-                            *path,
+                            path,
                             "several targeted Services must share one pod selector",
                         );
                     }
@@ -308,26 +319,6 @@ fn target(
         }
     }
     merged
-}
-
-fn refs<'a>(
-    one: &'a Option<PolicyTargetReference>,
-    many: &'a [PolicyTargetReference],
-) -> Vec<(String, &'a PolicyTargetReference)> {
-    one.iter()
-        .map(|r| ("spec.targetRef".to_owned(), r))
-        .chain(
-            many.iter()
-                .enumerate()
-                .map(|(i, r)| (format!("spec.targetRefs[{i}]"), r)),
-        )
-        .collect()
-}
-
-fn with_paths<'a>(
-    refs: &'a [(String, &'a PolicyTargetReference)],
-) -> Vec<(&'a str, &'a PolicyTargetReference)> {
-    refs.iter().map(|(p, r)| (p.as_str(), *r)).collect()
 }
 
 fn mtls_mode(check: &mut Check, path: &str, m: &Option<MutualTls>) -> Option<cfg::MtlsMode> {
@@ -389,13 +380,13 @@ pub fn compile(state: &mut State<'_>) -> Inbound {
     for pa in by_age(&input.peer_authentications) {
         let key = Key::of(Kind::PeerAuthentication, pa);
         let mut check = Check::default();
-        let refs = refs(&pa.spec.target_ref, &[]);
         let selector = target(
             &mut check,
             state,
             &key.namespace,
             &pa.spec.selector,
-            &with_paths(&refs),
+            &pa.spec.target_ref,
+            &[],
         );
         let mode = mtls_mode(&mut check, "spec.mtls.mode", &pa.spec.mtls);
         let mut ports = BTreeMap::new();
@@ -435,13 +426,13 @@ pub fn compile(state: &mut State<'_>) -> Inbound {
         let key = Key::of(Kind::AuthorizationPolicy, ap);
         let spec = &ap.spec;
         let mut check = Check::default();
-        let refs = refs(&spec.target_ref, &spec.target_refs);
         let selector = target(
             &mut check,
             state,
             &key.namespace,
             &spec.selector,
-            &with_paths(&refs),
+            &spec.target_ref,
+            &spec.target_refs,
         );
         let action = spec.action.clone().unwrap_or(AuthorizationAction::Allow);
         match &action {
@@ -551,13 +542,13 @@ pub fn compile(state: &mut State<'_>) -> Inbound {
         let key = Key::of(Kind::RequestAuthentication, ra);
         let spec = &ra.spec;
         let mut check = Check::default();
-        let refs = refs(&spec.target_ref, &spec.target_refs);
         let selector = target(
             &mut check,
             state,
             &key.namespace,
             &spec.selector,
-            &with_paths(&refs),
+            &spec.target_ref,
+            &spec.target_refs,
         );
         let mut rules = Vec::new();
         for (i, r) in spec.jwt_rules.iter().enumerate() {
@@ -708,13 +699,13 @@ pub fn compile(state: &mut State<'_>) -> Inbound {
         let key = Key::of(Kind::Telemetry, t);
         let spec = &t.spec;
         let mut check = Check::default();
-        let refs = refs(&spec.target_ref, &spec.target_refs);
         let selector = target(
             &mut check,
             state,
             &key.namespace,
             &spec.selector,
-            &with_paths(&refs),
+            &spec.target_ref,
+            &spec.target_refs,
         );
         let mut parts = TelemetryParts::default();
         if spec.access_logging.len() > 1 || spec.tracing.len() > 1 || spec.metrics.len() > 1 {
