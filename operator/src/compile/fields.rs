@@ -75,30 +75,37 @@ fn matches(pattern: &str, segment: &Segment<'_>) -> bool {
     }
 }
 
-/// The pattern covers the whole subtree at `path`.
-fn covers(pattern: &[&str], path: &[Segment<'_>]) -> bool {
-    let mut p = pattern.iter();
-    for segment in path {
-        match p.next() {
-            Some(&"**") => return true,
-            Some(expected) if matches(expected, segment) => {}
-            _ => return false,
-        }
-    }
-    matches!(p.next(), None | Some(&"**"))
+/// How a pattern relates to a path.
+enum Relation {
+    /// It covers the whole subtree at the path.
+    Covers,
+    /// It may match something below the path.
+    Reaches,
+    /// Neither.
+    Misses,
 }
 
-/// The pattern may match something at or below `path`.
-fn reaches(pattern: &[&str], path: &[Segment<'_>]) -> bool {
+fn relation(pattern: &[&str], path: &[Segment<'_>]) -> Relation {
     let mut p = pattern.iter();
     for segment in path {
         match p.next() {
-            Some(&"**") => return true,
+            Some(&"**") => return Relation::Covers,
             Some(expected) if matches(expected, segment) => {}
-            _ => return false,
+            _ => return Relation::Misses,
         }
     }
-    true
+    match p.next() {
+        None | Some(&"**") => Relation::Covers,
+        Some(_) => Relation::Reaches,
+    }
+}
+
+fn covers(pattern: &[&str], path: &[Segment<'_>]) -> bool {
+    matches!(relation(pattern, path), Relation::Covers)
+}
+
+fn reaches(pattern: &[&str], path: &[Segment<'_>]) -> bool {
+    !matches!(relation(pattern, path), Relation::Misses)
 }
 
 fn render(path: &[Segment<'_>]) -> String {
