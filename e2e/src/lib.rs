@@ -180,3 +180,30 @@ pub async fn logs(pods: &Api<Pod>, pod: &Pod) -> anyhow::Result<String> {
         .await
         .with_context(|| format!("reading the logs of pod {}", pod.name_any()))
 }
+
+/// Every seed manifest of `cli/tests/fixtures/seed-manifests` after `plexus
+/// convert`, in file order, with the file it came from.
+pub fn converted_seed_manifests() -> anyhow::Result<Vec<(std::path::PathBuf, serde_json::Value)>> {
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cli/tests/fixtures/seed-manifests"
+    );
+    let mut paths: Vec<_> = std::fs::read_dir(fixtures)
+        .context("reading the seed manifests")?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    paths.sort();
+    let mut documents = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)?;
+        let conversion =
+            plexus_cli::convert::convert(&text).with_context(|| path.display().to_string())?;
+        documents.extend(
+            conversion
+                .converted
+                .into_iter()
+                .map(|c| (path.clone(), c.object)),
+        );
+    }
+    Ok(documents)
+}

@@ -15,22 +15,7 @@ async fn generated_crds_and_converted_seed_manifests_apply_server_side() -> anyh
     let client = client().await?;
     apply_crds(&client).await?;
 
-    let fixtures = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../cli/tests/fixtures/seed-manifests"
-    );
-    let mut documents = Vec::new();
-    for entry in std::fs::read_dir(fixtures).context("reading the seed manifests")? {
-        let path = entry?.path();
-        let text = std::fs::read_to_string(&path)?;
-        let conversion = convert::convert(&text).with_context(|| path.display().to_string())?;
-        documents.extend(
-            conversion
-                .converted
-                .into_iter()
-                .map(|c| (path.clone(), c.object)),
-        );
-    }
+    let documents = plexus_e2e::converted_seed_manifests()?;
     ensure!(
         documents.len() == 25,
         "expected 25 converted seed manifests, got {}",

@@ -15,7 +15,6 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use kube::{Client, ResourceExt};
-use plexus_cli::convert;
 use plexus_config::{CONFIG_KEY, CONFIGMAP_NAME, ProxyConfig};
 use plexus_crds::keys::DEFAULT_MESH_NAMESPACE;
 use plexus_e2e::{FIELD_MANAGER, apply_crds, in_namespace, test_server_image};
@@ -193,20 +192,10 @@ async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Res
     let log = dir.join("operator.log");
     let _operator = Operator::start(&log.to_string_lossy(), "plexus-operator-config-test")?;
 
-    let fixtures = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../cli/tests/fixtures/seed-manifests"
-    );
-    let mut seeds = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(fixtures)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    paths.sort();
-    for path in paths {
-        let text = std::fs::read_to_string(&path)?;
-        let conversion = convert::convert(&text).with_context(|| path.display().to_string())?;
-        seeds.extend(conversion.converted.into_iter().map(|c| c.object));
-    }
+    let seeds: Vec<Value> = plexus_e2e::converted_seed_manifests()?
+        .into_iter()
+        .map(|(_, object)| object)
+        .collect();
     ensure!(
         seeds.len() == 25,
         "expected 25 converted seeds, got {}",
