@@ -668,7 +668,6 @@ pub fn compile(state: &mut State<'_>) -> Inbound {
         implemented.extend(match_fields.iter().map(String::as_str));
         let fields = unimplemented(spec, &implemented);
         if state.judge(&key, rl.metadata.generation, check.finish(fields)) {
-            let headers = spec.limited_response_headers.as_ref();
             namespaces
                 .entry(key.namespace.clone())
                 .or_default()
@@ -681,11 +680,9 @@ pub fn compile(state: &mut State<'_>) -> Inbound {
                         per_source_identity: spec.per_source_identity.unwrap_or(false),
                         routes: route_limits,
                         status: u16::try_from(status).unwrap_or(429),
-                        limited_response_headers: cfg::HeaderOps {
-                            set: headers.map(|h| h.set.clone()).unwrap_or_default(),
-                            add: headers.map(|h| h.add.clone()).unwrap_or_default(),
-                            remove: headers.map(|h| h.remove.clone()).unwrap_or_default(),
-                        },
+                        limited_response_headers: routes::header_ops(
+                            &spec.limited_response_headers,
+                        ),
                         enabled_percent,
                         enforced_percent,
                     },

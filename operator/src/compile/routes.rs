@@ -142,7 +142,8 @@ pub fn http_match(check: &mut Check, path: &str, m: &HttpMatchRequest) -> cfg::H
     }
 }
 
-fn header_ops(ops: &Option<HeaderOperations>) -> cfg::HeaderOps {
+/// Converts header operations.
+pub fn header_ops(ops: &Option<HeaderOperations>) -> cfg::HeaderOps {
     ops.as_ref()
         .map(|o| cfg::HeaderOps {
             set: o.set.clone(),
