@@ -10,6 +10,7 @@ use axum::extract::State as Extract;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use k8s_openapi::api::core::v1::Pod;
@@ -83,8 +84,17 @@ pub fn review(state: &State, body: &[u8]) -> Result<serde_json::Value, String> {
     let request: AdmissionRequest<Pod> = review
         .try_into()
         .map_err(|e| format!("the AdmissionReview has no request: {e}"))?;
-    serde_json::to_value(answer(state, &request).into_review())
-        .map_err(|e| format!("encoding the response: {e}"))
+    let response = answer(state, &request);
+    let patch = response.patch.clone();
+    let mut review = serde_json::to_value(response.into_review())
+        .map_err(|e| format!("encoding the response: {e}"))?;
+    // kube-core serializes the patch's bytes as an array of numbers; the
+    // API (a Go []byte) defines it as base64, four times smaller.
+    if let Some(patch) = patch {
+        review["response"]["patch"] =
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    Ok(review)
 }
 
 fn answer(state: &State, request: &AdmissionRequest<Pod>) -> AdmissionResponse {
