@@ -1,0 +1,128 @@
+//! The proxy's Prometheus metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// inbound or outbound.
+    pub direction: &'static str,
+}
+
+impl From<Direction> for DirectionLabels {
+    fn from(direction: Direction) -> Self {
+        Self {
+            direction: direction.as_str(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// config or identity.
+    pub source: &'static str,
+    /// loaded or rejected.
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    pub tcp_opened: Family<DirectionLabels, Counter>,
+    pub tcp_closed: Family<DirectionLabels, Counter>,
+    pub tcp_connect_errors: Family<DirectionLabels, Counter>,
+    /// Bytes from the connection's client towards its server.
+    pub tcp_sent_bytes: Family<DirectionLabels, Counter>,
+    /// Bytes from the server back to the client.
+    pub tcp_received_bytes: Family<DirectionLabels, Counter>,
+    pub tcp_active: Gauge,
+    pub reloads: Family<ReloadLabels, Counter>,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("plexus_proxy");
+        let metrics = Self {
+            tcp_opened: Family::default(),
+            tcp_closed: Family::default(),
+            tcp_connect_errors: Family::default(),
+            tcp_sent_bytes: Family::default(),
+            tcp_received_bytes: Family::default(),
+            tcp_active: Gauge::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "tcp_open",
+            "TCP connections accepted",
+            metrics.tcp_opened.clone(),
+        );
+        registry.register(
+            "tcp_close",
+            "TCP connections ended",
+            metrics.tcp_closed.clone(),
+        );
+        registry.register(
+            "tcp_connect_errors",
+            "Connections whose destination could not be reached",
+            metrics.tcp_connect_errors.clone(),
+        );
+        registry.register(
+            "tcp_sent_bytes",
+            "Bytes forwarded from clients to servers",
+            metrics.tcp_sent_bytes.clone(),
+        );
+        registry.register(
+            "tcp_received_bytes",
+            "Bytes forwarded from servers back to clients",
+            metrics.tcp_received_bytes.clone(),
+        );
+        registry.register(
+            "tcp_active",
+            "TCP connections open now",
+            metrics.tcp_active.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Configuration and certificate updates read, by result",
+            metrics.reloads.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reload(&self, source: &'static str, result: &'static str) {
+        self.reloads
+            .get_or_create(&ReloadLabels { source, result })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(%error, "encoding metrics");
+        }
+        out
+    }
+}

@@ -1,0 +1,164 @@
+//! The configuration and identity the proxy runs with, read from the
+//! mounted ConfigMap and Secret. Kubernetes updates them by swapping a
+//! symlink; each poll reads them again, and an update that does not parse is
+//! rejected: the last good one stays in force, a log line and a metric say so.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use plexus_config::{CONFIG_KEY, ProxyConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::metrics::Metrics;
+
+/// A workload certificate: the leaf and its chain, its key, and the roots
+/// it trusts.
+#[derive(Debug)]
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub roots: Vec<CertificateDer<'static>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Invalid(String, String),
+}
+
+/// Parses an identity Secret's files.
+pub fn parse_identity(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Identity, String> {
+    let certs = |pem: &[u8], what: &str| {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{what}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{what}: no certificate"));
+        }
+        Ok(certs)
+    };
+    Ok(Identity {
+        chain: certs(cert, "tls.crt")?,
+        key: PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?,
+        roots: certs(ca, "ca.crt")?,
+    })
+}
+
+#[derive(Default)]
+struct Current {
+    config: Option<Arc<ProxyConfig>>,
+    config_bytes: Vec<u8>,
+    identity: Option<Arc<Identity>>,
+    identity_bytes: Vec<u8>,
+}
+
+pub struct ProxyState {
+    pub config_dir: PathBuf,
+    pub identity_dir: PathBuf,
+    pub metrics: Arc<Metrics>,
+    current: RwLock<Current>,
+    draining: AtomicBool,
+}
+
+impl ProxyState {
+    pub fn new(config_dir: PathBuf, identity_dir: PathBuf, metrics: Arc<Metrics>) -> Self {
+        Self {
+            config_dir,
+            identity_dir,
+            metrics,
+            current: RwLock::default(),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> Option<Arc<ProxyConfig>> {
+        self.current.read().ok().and_then(|c| c.config.clone())
+    }
+
+    pub fn identity(&self) -> Option<Arc<Identity>> {
+        self.current.read().ok().and_then(|c| c.identity.clone())
+    }
+
+    /// Why the proxy is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            Some("shutting down")
+        } else if self.config().is_none() {
+            Some("no configuration yet")
+        } else if self.identity().is_none() {
+            Some("no certificate yet")
+        } else {
+            None
+        }
+    }
+
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Reads both sources again; what changed and parses replaces what was.
+    pub fn reload(&self) {
+        self.reload_config();
+        self.reload_identity();
+    }
+
+    fn reload_config(&self) {
+        let path = self.config_dir.join(CONFIG_KEY);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return; // Not there (yet): the ConfigMap volume is optional.
+        };
+        if self.current.read().is_ok_and(|c| c.config_bytes == bytes) {
+            return;
+        }
+        match ProxyConfig::from_gzip(&bytes) {
+            Ok(config) => {
+                tracing::info!(services = config.services.len(), "configuration loaded");
+                self.metrics.reload("config", "loaded");
+                if let Ok(mut current) = self.current.write() {
+                    current.config = Some(Arc::new(config));
+                    current.config_bytes = bytes;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, path = %path.display(),
+                    "configuration rejected; the last good one stays in force");
+                self.metrics.reload("config", "rejected");
+                if let Ok(mut current) = self.current.write() {
+                    current.config_bytes = bytes; // Not parsed again until it changes.
+                }
+            }
+        }
+    }
+
+    fn reload_identity(&self) {
+        let read = |name: &str| std::fs::read(self.identity_dir.join(name));
+        let (Ok(cert), Ok(key), Ok(ca)) = (read("tls.crt"), read("tls.key"), read("ca.crt")) else {
+            return;
+        };
+        let bytes = [cert.as_slice(), &key, &ca].concat();
+        if self.current.read().is_ok_and(|c| c.identity_bytes == bytes) {
+            return;
+        }
+        match parse_identity(&cert, &key, &ca) {
+            Ok(identity) => {
+                tracing::info!("certificate loaded");
+                self.metrics.reload("identity", "loaded");
+                if let Ok(mut current) = self.current.write() {
+                    current.identity = Some(Arc::new(identity));
+                    current.identity_bytes = bytes;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "certificate rejected; the last good one stays in force");
+                self.metrics.reload("identity", "rejected");
+                if let Ok(mut current) = self.current.write() {
+                    current.identity_bytes = bytes;
+                }
+            }
+        }
+    }
+}
