@@ -1100,6 +1100,26 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// An app's probe that the webhook rewrote to the proxy's admin port
+/// (`/app-health/<container>/<kind>`), as it passes them to the proxy in the
+/// environment variable [`APP_PROBES_ENV`] (a JSON map by admin path): an
+/// HTTP GET on localhost, or a TCP connect when `tcp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppProbe {
+    pub port: u16,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcp: bool,
+}
+
+/// The environment variable carrying the app's rewritten probes.
+pub const APP_PROBES_ENV: &str = "PLEXUS_APP_PROBES";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,21 +16,10 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
+use plexus_config::AppProbe;
 use tokio::sync::watch;
 
 use crate::state::ProxyState;
-
-/// An app's HTTP probe, as the webhook recorded it (`PLEXUS_APP_PROBES`).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct AppProbe {
-    pub port: u16,
-    pub path: String,
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default)]
-    pub headers: Vec<(String, String)>,
-}
 
 /// The app's probes by admin path (`/app-health/<container>/<kind>`).
 pub type AppProbes = BTreeMap<String, AppProbe>;
@@ -100,9 +89,13 @@ async fn app_health(
     }
 }
 
-/// Runs one HTTP GET against the app on localhost; its status is the answer.
+/// Runs one probe against the app on localhost: for HTTP, the app's status
+/// is the answer; for TCP, 200 when it accepts the connection.
 async fn run_probe(probe: &AppProbe) -> anyhow::Result<StatusCode> {
     let stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, probe.port)).await?;
+    if probe.tcp {
+        return Ok(StatusCode::OK);
+    }
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);

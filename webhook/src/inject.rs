@@ -24,10 +24,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use plexus_config::{APP_PROBES_ENV, AppProbe};
 use plexus_crds::keys::{INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, identity_secret_name};
 use plexus_crds::mesh::ProxyDefaults;
 use regex::Regex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Name of the proxy container.
@@ -54,8 +55,6 @@ pub const PROXY_MEMORY_LIMIT: &str = "plexus.dev/proxy-memory-limit";
 pub const CONFIG_DIR: &str = "/var/run/plexus/config";
 pub const IDENTITY_DIR: &str = "/var/run/plexus/identity";
 pub const PODINFO_DIR: &str = "/var/run/plexus/podinfo";
-/// Environment variable carrying the app's rewritten HTTP probes (JSON).
-pub const APP_PROBES_ENV: &str = "PLEXUS_APP_PROBES";
 /// Prefix of the admin port's paths that run an app's HTTP probe.
 pub const APP_HEALTH_PREFIX: &str = "/app-health";
 
@@ -530,56 +529,61 @@ fn proxy_resources(
     })
 }
 
-/// The original target of a rewritten HTTP probe, which the proxy's admin
-/// port calls on the app's behalf.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppProbe {
-    pub port: u16,
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<(String, String)>,
-}
-
-/// An app's HTTP probe rewritten to `/app-health/<container>/<kind>` on the
-/// admin port, which is never redirected and so works under STRICT mTLS.
-/// HTTPS probes, TCP and exec probes stay as they are (see README).
+/// An app's HTTP or TCP probe rewritten to `/app-health/<container>/<kind>`
+/// on the admin port, which is never redirected and so works under STRICT
+/// mTLS; a TCP probe left alone would always pass, since the proxy accepts
+/// every redirected connection. HTTPS, gRPC and exec probes stay as they are
+/// (see README).
 fn rewrite_probe(
     container: &Container,
     kind: &str,
     probe: &Probe,
     config: &InjectConfig,
 ) -> Option<(String, AppProbe, Probe)> {
-    let get = probe.http_get.as_ref()?;
-    if get
-        .scheme
-        .as_deref()
-        .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
-    {
-        return None;
-    }
-    let port = match &get.port {
-        IntOrString::Int(port) => u16::try_from(*port).ok()?,
+    let resolve = |port: &IntOrString| match port {
+        IntOrString::Int(port) => u16::try_from(*port).ok(),
         IntOrString::String(name) => container
             .ports
             .iter()
             .flatten()
             .find(|p| p.name.as_deref() == Some(name))
-            .and_then(|p| u16::try_from(p.container_port).ok())?,
+            .and_then(|p| u16::try_from(p.container_port).ok()),
+    };
+    let target = if let Some(get) = &probe.http_get {
+        if get
+            .scheme
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
+        {
+            return None;
+        }
+        AppProbe {
+            port: resolve(&get.port)?,
+            path: get.path.clone().unwrap_or_else(|| "/".into()),
+            host: get.host.clone(),
+            headers: get
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            tcp: false,
+        }
+    } else if let Some(socket) = &probe.tcp_socket {
+        if socket.host.is_some() {
+            return None; // Another host: not redirected by the pod's rules.
+        }
+        AppProbe {
+            port: resolve(&socket.port)?,
+            path: String::new(),
+            host: None,
+            headers: Vec::new(),
+            tcp: true,
+        }
+    } else {
+        return None;
     };
     let path = format!("{APP_HEALTH_PREFIX}/{}/{kind}", container.name);
-    let target = AppProbe {
-        port,
-        path: get.path.clone().unwrap_or_else(|| "/".into()),
-        host: get.host.clone(),
-        headers: get
-            .http_headers
-            .iter()
-            .flatten()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect(),
-    };
     let rewritten = Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.clone()),
@@ -587,6 +591,7 @@ fn rewrite_probe(
             scheme: Some("HTTP".into()),
             ..Default::default()
         }),
+        tcp_socket: None,
         ..probe.clone()
     };
     Some((path, target, rewritten))
