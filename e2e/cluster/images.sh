@@ -45,14 +45,17 @@ build_project_images() {
     local tag context
     tag=$(image_tag)
     context=$(mktemp -d)
-    log "building the test-server (release, static)"
+    log "building the test-server and the proxy (release, static)"
     (cd "$REPO_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu -p plexus-e2e --bin test-server) ||
-        die "cargo build of the test-server failed"
+        cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu \
+            -p plexus-e2e --bin test-server -p plexus-proxy --bin plexus-proxy) ||
+        die "cargo build of the test-server and the proxy failed"
     cp "$REPO_ROOT/target/x86_64-unknown-linux-gnu/release/test-server" "$context/"
+    cp "$REPO_ROOT/target/x86_64-unknown-linux-gnu/release/plexus-proxy" "$context/"
     cp /bin/busybox "$context/busybox"
+    "$REPO_ROOT/e2e/images/nft-root.sh" "$context/nft-root" || die "collecting nft for the proxy image"
     local image
-    for image in test-server toolbox; do
+    for image in test-server toolbox proxy; do
         log "building image plexus/$image:$tag"
         oci_archive "docker.io/plexus/$image:$tag" "$context" "$REPO_ROOT/e2e/images/prebuilt.Dockerfile" "$image" >/dev/null
     done
@@ -67,8 +70,8 @@ image_tag() {
 load_project_images() {
     local tag archive
     tag=$(image_tag)
-    for archive in "$IMAGE_CACHE/test-server.tar" "$IMAGE_CACHE/toolbox.tar"; do
+    for archive in "$IMAGE_CACHE/test-server.tar" "$IMAGE_CACHE/toolbox.tar" "$IMAGE_CACHE/proxy.tar"; do
         ctr_k8s images import "$archive" >/dev/null || die "importing $archive into the cluster"
     done
-    log "images plexus/test-server:$tag and plexus/toolbox:$tag are in the cluster"
+    log "images plexus/test-server:$tag, plexus/toolbox:$tag and plexus/proxy:$tag are in the cluster"
 }

@@ -11,3 +11,12 @@ ENTRYPOINT ["/test-server"]
 FROM scratch AS toolbox
 COPY busybox /bin/busybox
 ENTRYPOINT ["/bin/busybox"]
+
+# The proxy: its static binary, and nft with its libraries for init mode
+# (e2e/images/nft-root.sh). Init mode runs as root with NET_ADMIN and
+# NET_RAW; the proxy as 2102, which init mode exempts from redirection.
+FROM scratch AS proxy
+COPY plexus-proxy /plexus-proxy
+COPY nft-root/ /
+USER 2102:2102
+ENTRYPOINT ["/plexus-proxy"]

@@ -19,7 +19,7 @@ fi
 kind get clusters | grep -qx "$CLUSTER" || kind create cluster --config e2e/kind/config.yaml --wait 120s
 
 tag=$(e2e/images/tag.sh)
-for image in test-server toolbox; do
+for image in test-server toolbox proxy; do
     docker build -f e2e/images/Dockerfile --target "$image" -t "plexus/$image:$tag" .
     kind load docker-image --name "$CLUSTER" "plexus/$image:$tag"
 done

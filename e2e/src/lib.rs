@@ -207,3 +207,25 @@ pub fn converted_seed_manifests() -> anyhow::Result<Vec<(std::path::PathBuf, ser
     }
     Ok(documents)
 }
+
+/// Waits until `selector` matches a pod, and returns the first one.
+pub async fn eventually_one(
+    pods: &Api<Pod>,
+    selector: &str,
+    timeout: Duration,
+) -> anyhow::Result<Pod> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .with_context(|| format!("listing pods {selector}"))?;
+        if let Some(pod) = list.items.into_iter().next() {
+            return Ok(pod);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no pod matches {selector} after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

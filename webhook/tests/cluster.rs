@@ -1,0 +1,344 @@
+//! The webhook on a real cluster (`KUBECONFIG`; the local cluster of
+//! e2e/cluster/cluster.sh): the operator and the webhook run on this machine,
+//! the API server reaches the webhook through a Service whose endpoint is
+//! the node's bridge address, with the serving certificate and caBundle the
+//! operator issues. Pods in a labelled namespace get the proxy and run; pods
+//! elsewhere are untouched; a Job completes. Run by e2e/run-tests.sh.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use plexus_e2e::{
+    FIELD_MANAGER, in_namespace, is_ready, test_server_image, toolbox_image, wait_for_pod,
+};
+use serde_json::json;
+
+const MESH_NAMESPACE: &str = "plexus-system";
+const WEBHOOK: &str = "plexus-webhook";
+
+/// The node's address on the pod bridge, where the API server (through the
+/// Service) reaches the webhook on this machine.
+fn host_ip() -> String {
+    std::env::var("PLEXUS_NODE_IP").unwrap_or_else(|_| "198.18.0.1".into())
+}
+
+/// A child process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &std::path::Path, args: &[&str], log: &str) -> anyhow::Result<Process> {
+    let log = std::fs::File::create(log).with_context(|| format!("creating {log}"))?;
+    let child = Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "info,kube=warn")
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(Process(child))
+}
+
+/// The operator binary, built beside this test (run-tests.sh tests the
+/// operator's package in the same cargo invocation).
+fn operator_binary() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("the test's directory")?;
+    let operator = dir.join("plexus-operator");
+    if !operator.exists() {
+        bail!(
+            "{} is missing: cargo build -p plexus-operator",
+            operator.display()
+        );
+    }
+    Ok(operator)
+}
+
+fn free_port(ip: &str) -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}"))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// What the Helm chart installs around the webhook, with a selectorless
+/// Service pointing at this machine.
+async fn install(client: &Client, port: u16) -> anyhow::Result<()> {
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            MESH_NAMESPACE,
+            &apply,
+            &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": MESH_NAMESPACE}})),
+        )
+        .await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), MESH_NAMESPACE);
+    services
+        .patch(WEBHOOK, &apply, &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": WEBHOOK, "namespace": MESH_NAMESPACE},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": port, "protocol": "TCP"}]}})))
+        .await?;
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), MESH_NAMESPACE);
+    endpoints
+        .patch(
+            WEBHOOK,
+            &apply,
+            &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": WEBHOOK, "namespace": MESH_NAMESPACE},
+            "subsets": [{"addresses": [{"ip": host_ip()}],
+                         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})),
+        )
+        .await?;
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    configurations
+        .patch(WEBHOOK, &apply, &Patch::Apply(webhook_configuration()))
+        .await?;
+    Ok(())
+}
+
+/// The MutatingWebhookConfiguration, as the chart has it: labelled
+/// namespaces (minus pods that opt out), and pods that opt in elsewhere.
+fn webhook_configuration() -> serde_json::Value {
+    let webhook = |name: &str,
+                   namespace_selector: serde_json::Value,
+                   object_selector: serde_json::Value| {
+        json!({
+            "name": name,
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"service": {"name": WEBHOOK, "namespace": MESH_NAMESPACE, "path": "/mutate", "port": 443}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
+            "namespaceSelector": namespace_selector,
+            "objectSelector": object_selector,
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 10,
+            "reinvocationPolicy": "IfNeeded",
+        })
+    };
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": WEBHOOK},
+        "webhooks": [
+            webhook("namespaces.inject.plexus.dev",
+                json!({"matchLabels": {"plexus.dev/inject": "enabled"}}),
+                json!({"matchExpressions": [{"key": "plexus.dev/inject", "operator": "NotIn", "values": ["disabled"]}]})),
+            webhook("pods.inject.plexus.dev",
+                json!({"matchExpressions": [{"key": "plexus.dev/inject", "operator": "DoesNotExist"}]}),
+                json!({"matchLabels": {"plexus.dev/inject": "enabled"}})),
+        ]
+    })
+}
+
+async fn uninstall(client: &Client) {
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let _ = configurations
+        .delete(WEBHOOK, &DeleteParams::default())
+        .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), MESH_NAMESPACE);
+    let _ = services.delete(WEBHOOK, &DeleteParams::default()).await;
+}
+
+fn container_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
+    let spec = pod.spec.as_ref();
+    let names = |list: Option<&Vec<k8s_openapi::api::core::v1::Container>>| {
+        list.into_iter().flatten().map(|c| c.name.clone()).collect()
+    };
+    (
+        names(spec.and_then(|s| s.init_containers.as_ref())),
+        names(spec.map(|s| &s.containers)),
+    )
+}
+
+fn probe_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": toolbox_image(), "args": ["sleep", "3600"]}],
+                 "terminationGracePeriodSeconds": 1}
+    }))
+    .unwrap_or_default()
+}
+
+/// Waits until the API server's admission of a pod in `namespace` (a dry
+/// run) comes back with the proxy: the webhook has its certificate, the
+/// caBundle is in place and the Service reaches it.
+async fn wait_for_injection(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let last = match pods
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &probe_pod("probe"),
+            )
+            .await
+        {
+            Ok(pod)
+                if container_names(&pod).1.first().map(String::as_str) == Some("plexus-proxy") =>
+            {
+                return Ok(());
+            }
+            Ok(_) => "admitted without the proxy".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        if std::time::Instant::now() > deadline {
+            bail!("the webhook does not inject after 120s: {last}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: run by e2e/run-tests.sh"]
+async fn pods_are_injected_run_and_complete() -> anyhow::Result<()> {
+    let client = plexus_e2e::client().await?;
+    plexus_e2e::apply_crds(&client).await?;
+    let ip = host_ip();
+    let port = free_port(&ip)?;
+    let lease = format!("plexus-operator-webhook-test-{port}");
+    let _operator = spawn(
+        &operator_binary()?,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+            "--lease-name",
+            &lease,
+        ],
+        "/tmp/plexus-webhook-test-operator.log",
+    )?;
+    install(&client, port).await?;
+    let listen = format!("{ip}:{port}");
+    let _webhook = spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_plexus-webhook")),
+        &["--listen", &listen, "--log-format", "text"],
+        "/tmp/plexus-webhook-test.log",
+    )?;
+    let outcome = scenario(&client).await;
+    uninstall(&client).await;
+    outcome
+}
+
+async fn scenario(client: &Client) -> anyhow::Result<()> {
+    // Unlabelled: untouched.
+    in_namespace(client, "plain", |ns| async move {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let pod = pods
+            .create(&PostParams::default(), &probe_pod("untouched"))
+            .await?;
+        let (init, containers) = container_names(&pod);
+        anyhow::ensure!(
+            init.is_empty() && containers == ["app"],
+            "changed: {init:?} {containers:?}"
+        );
+        anyhow::ensure!(!pod.annotations().contains_key("plexus.dev/proxy-version"));
+        Ok(())
+    })
+    .await?;
+
+    in_namespace(client, "inject", |ns| async move {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .patch(&ns, &PatchParams::default(), &Patch::Merge(json!({
+                "metadata": {"labels": {"plexus.dev/inject": "enabled"}}})))
+            .await?;
+        wait_for_injection(client, &ns).await?;
+
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        deployments
+            .patch("web", &apply, &Patch::Apply(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
+                            "name": "web", "image": test_server_image(),
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2}
+                        }]}
+                    }
+                }})))
+            .await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+        services
+            .patch("web", &apply, &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"selector": {"app": "web"},
+                         "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]}})))
+            .await?;
+
+        // The Deployment's pod: injected, every container running and ready.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let web = plexus_e2e::eventually_one(&pods, "app=web", Duration::from_secs(60)).await?;
+        let (init, containers) = container_names(&web);
+        anyhow::ensure!(init == ["plexus-init"], "init containers: {init:?}");
+        anyhow::ensure!(containers == ["plexus-proxy", "web"], "containers: {containers:?}");
+        let web = wait_for_pod(&pods, &web.name_any(), "Ready", Duration::from_secs(180), is_ready()).await?;
+        let statuses = web.status.and_then(|s| s.container_statuses).unwrap_or_default();
+        anyhow::ensure!(
+            statuses.len() == 2 && statuses.iter().all(|s| s.ready),
+            "not every container is ready: {statuses:?}"
+        );
+
+        // A Job that calls the Deployment through both proxies completes.
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+        jobs.patch("call-web", &apply, &Patch::Apply(json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "call-web", "namespace": ns},
+                "spec": {"backoffLimit": 0, "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "call", "image": toolbox_image(),
+                        "args": ["wget", "-q", "-O", "-", "-T", "10", "http://web:8080/from-a-job"]}]}}}})))
+            .await?;
+        let job_pod = plexus_e2e::eventually_one(&pods, "job-name=call-web", Duration::from_secs(60)).await?;
+        anyhow::ensure!(container_names(&job_pod).1 == ["plexus-proxy", "call"], "the Job's pod is not injected");
+        let finished = wait_for_pod(&pods, &job_pod.name_any(), "finished", Duration::from_secs(180),
+            plexus_e2e::has_finished()).await?;
+        let phase = finished.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let log = pods
+            .logs(&job_pod.name_any(), &kube::api::LogParams { container: Some("call".into()), ..Default::default() })
+            .await
+            .unwrap_or_default();
+        anyhow::ensure!(phase == "Succeeded", "the Job's pod ended {phase}: {log}");
+        anyhow::ensure!(log.contains("/from-a-job"), "the call did not reach web: {log}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = jobs.get("call-web").await?;
+            if job.status.and_then(|s| s.succeeded).unwrap_or(0) == 1 {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the Job is not complete 60s after its pod succeeded");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    })
+    .await
+}
