@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use plexus_config::AppProbe;
+use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::state::ProxyState;
@@ -32,6 +33,14 @@ pub struct Admin {
     pub state: Arc<ProxyState>,
     pub probes: Arc<AppProbes>,
     pub shutdown: watch::Sender<bool>,
+    /// The last PID of the pod when the postStart hook saw the proxy ready.
+    pub hook_done: watch::Sender<Option<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReadyQuery {
+    /// Set by `plexus-proxy wait-ready`.
+    hook: Option<String>,
 }
 
 pub fn router(admin: Admin) -> Router {
@@ -44,9 +53,22 @@ pub fn router(admin: Admin) -> Router {
         .with_state(admin)
 }
 
-async fn ready(State(admin): State<Admin>) -> Response {
+async fn ready(State(admin): State<Admin>, Query(query): Query<ReadyQuery>) -> Response {
     match admin.state.not_ready() {
-        None => "ready\n".into_response(),
+        None => {
+            if query.hook.is_some() {
+                // The postStart hook returns now, and the kubelet starts the app.
+                let last = crate::lifecycle::last_pid(std::path::Path::new("/proc"));
+                admin.hook_done.send_if_modified(|done| {
+                    let first = done.is_none();
+                    if first {
+                        *done = last;
+                    }
+                    first
+                });
+            }
+            "ready\n".into_response()
+        }
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }

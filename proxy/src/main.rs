@@ -200,10 +200,12 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
             metrics.clone(),
             stop_rx.clone(),
         ));
+        let (hook_tx, hook_rx) = watch::channel(None);
         let admin = Admin {
             state: state.clone(),
             probes: Arc::new(probes),
             shutdown: stop_tx.clone(),
+            hook_done: hook_tx,
         };
         let app = admin::router(admin).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
@@ -228,7 +230,7 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         let exit_with_app = args.exit_with_app;
         let app_exited = async move {
             if exit_with_app {
-                lifecycle::app_exited().await;
+                lifecycle::app_exited(hook_rx).await;
             } else {
                 std::future::pending::<()>().await;
             }
@@ -284,7 +286,7 @@ fn wait_ready(admin_port: u16, timeout: Duration) -> anyhow::Result<()> {
 async fn ready_once(admin_port: u16) -> std::io::Result<bool> {
     let mut stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, admin_port)).await?;
     stream
-        .write_all(b"GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .write_all(b"GET /ready?hook=post-start HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .await?;
     let mut response = Vec::new();
     tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response))

@@ -68,6 +68,7 @@ async fn readiness_follows_configuration_and_certificate() {
         state: state.clone(),
         probes: Arc::default(),
         shutdown,
+        hook_done: tokio::sync::watch::channel(None).0,
     }))
     .await;
 
@@ -163,6 +164,7 @@ async fn app_probes_run_against_the_app() {
         state,
         probes: Arc::new(probes),
         shutdown,
+        hook_done: tokio::sync::watch::channel(None).0,
     }))
     .await;
     assert_eq!(get_path(admin, "/app-health/web/readyz").await.0, 200);

@@ -154,6 +154,8 @@ async fn uninstall(client: &Client) {
         .await;
     let services: Api<Service> = Api::namespaced(client.clone(), MESH_NAMESPACE);
     let _ = services.delete(WEBHOOK, &DeleteParams::default()).await;
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), MESH_NAMESPACE);
+    let _ = endpoints.delete(WEBHOOK, &DeleteParams::default()).await;
 }
 
 fn container_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
@@ -307,14 +309,20 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
         );
 
         // A Job that calls the Deployment through both proxies completes.
+        // busybox's wget needs NSS files the toolbox lacks; nc with -e
+        // writes the request and reads the answer until the server closes.
+        // Retried while the DNS server catches up with the new Service.
+        let script = "get() { nc -w 5 web 8080 -e /bin/busybox sh -c \
+            'printf \"GET /from-a-job HTTP/1.0\\r\\nHost: web\\r\\n\\r\\n\"; /bin/busybox cat >&2' 2>&1; }; \
+            for i in $(seq 30); do out=$(get); case \"$out\" in *' 200 '*) echo \"$out\"; exit 0;; esac; sleep 1; done; \
+            echo \"$out\"; exit 1";
         let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
         jobs.patch("call-web", &apply, &Patch::Apply(json!({
                 "apiVersion": "batch/v1", "kind": "Job",
                 "metadata": {"name": "call-web", "namespace": ns},
                 "spec": {"backoffLimit": 0, "template": {"spec": {
                     "restartPolicy": "Never",
-                    "containers": [{"name": "call", "image": toolbox_image(),
-                        "args": ["wget", "-q", "-O", "-", "-T", "10", "http://web:8080/from-a-job"]}]}}}})))
+                    "containers": [{"name": "call", "image": toolbox_image(), "args": ["sh", "-c", script]}]}}}})))
             .await?;
         let job_pod = plexus_e2e::eventually_one(&pods, "job-name=call-web", Duration::from_secs(60)).await?;
         anyhow::ensure!(container_names(&job_pod).1 == ["plexus-proxy", "call"], "the Job's pod is not injected");
@@ -326,6 +334,16 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
             .await
             .unwrap_or_default();
         anyhow::ensure!(phase == "Succeeded", "the Job's pod ended {phase}: {log}");
+        // The proxy exited by itself once the app had, and cleanly.
+        let proxy_exit = finished
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|s| s.name == "plexus-proxy")
+            .and_then(|s| s.state?.terminated)
+            .map(|t| t.exit_code);
+        anyhow::ensure!(proxy_exit == Some(0), "the proxy's exit: {proxy_exit:?}");
         anyhow::ensure!(log.contains("/from-a-job"), "the call did not reach web: {log}");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
