@@ -1,5 +1,7 @@
 //! The identity controller: every ServiceAccount in a namespace labelled
-//! `plexus.dev/inject=enabled` gets a Secret `plexus-identity-<sa>` holding
+//! `plexus.dev/inject=enabled`, and every ServiceAccount of a pod labelled
+//! so in another namespace (a pod that opted in), gets a Secret
+//! `plexus-identity-<sa>` holding
 //! its SPIFFE certificate (`tls.crt`), key (`tls.key`) and the trust bundle
 //! (`ca.crt`), kept valid, renewed and re-issued on root rotation. A deleted
 //! or corrupted Secret is rewritten at once (the controller watches them).
@@ -9,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use kube::api::{Api, DeleteParams, ObjectMeta};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -35,6 +37,29 @@ pub fn injection_enabled(namespace: &Namespace) -> bool {
     namespace.labels().get(INJECT_LABEL).map(String::as_str) == Some(INJECT_ENABLED)
 }
 
+/// Label selector of pods that opted in to the mesh themselves.
+fn opted_in_selector() -> String {
+    format!("{INJECT_LABEL}={INJECT_ENABLED}")
+}
+
+/// Whether a pod of `account` in `namespace` opted in (outside labelled
+/// namespaces, those are the pods the webhook injects).
+async fn has_opted_in_pod(ctx: &Context, namespace: &str, account: &str) -> Result<bool, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = kube_context(
+        pods.list(&ListParams::default().labels(&opted_in_selector()))
+            .await,
+        || format!("listing the opted-in pods of {namespace}"),
+    )?;
+    Ok(list.items.iter().any(|pod| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.as_deref())
+            .unwrap_or("default")
+            == account
+    }))
+}
+
 /// Runs the controller until `shutdown`; `bundle_changed` fires when the
 /// authority changes (every identity is then looked at again).
 pub async fn run(
@@ -45,7 +70,8 @@ pub async fn run(
     let client = ctx.client.clone();
     let accounts: Api<ServiceAccount> = Api::all(client.clone());
     let secrets: Api<Secret> = Api::all(client.clone());
-    let namespaces: Api<Namespace> = Api::all(client);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client);
     let controller = Controller::new(accounts, watcher::Config::default());
     let store = controller.store();
     controller
@@ -66,6 +92,19 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        .watches(
+            pods,
+            watcher::Config::default().labels(&opted_in_selector()),
+            |pod: Pod| {
+                let account = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.clone())
+                    .unwrap_or_else(|| "default".into());
+                pod.namespace()
+                    .map(|ns| ObjectRef::<ServiceAccount>::new(&account).within(&ns))
+            },
+        )
         .reconcile_all_on(bundle_changed)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -75,6 +114,11 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The mesh's namespace and kube-system never get identities.
+fn is_system(ctx: &Context, namespace: &str) -> bool {
+    namespace == ctx.config.mesh_namespace || namespace == "kube-system"
 }
 
 fn error_policy(account: Arc<ServiceAccount>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -94,10 +138,13 @@ async fn reconcile(account: Arc<ServiceAccount>, ctx: Arc<Context>) -> Result<Ac
     let name = account.name_any();
     let secret_name = identity_secret_name(&name);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let enabled = ctx
+    let mut enabled = ctx
         .namespaces
         .get(&ObjectRef::new(&namespace))
         .is_some_and(|ns| injection_enabled(&ns));
+    if !enabled && account.meta().deletion_timestamp.is_none() && !is_system(&ctx, &namespace) {
+        enabled = has_opted_in_pod(&ctx, &namespace, &name).await?;
+    }
     if !enabled || account.meta().deletion_timestamp.is_some() {
         remove_identity(&ctx, &secrets, &namespace, &name).await?;
         return Ok(Action::await_change());

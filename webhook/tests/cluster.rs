@@ -181,8 +181,13 @@ fn probe_pod(name: &str) -> Pod {
 /// Waits until the API server's admission of a pod in `namespace` (a dry
 /// run) comes back with the proxy: the webhook has its certificate, the
 /// caBundle is in place and the Service reaches it.
-async fn wait_for_injection(client: &Client, namespace: &str) -> anyhow::Result<()> {
+async fn wait_for_injection(client: &Client, namespace: &str, opt_in: bool) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut probe = probe_pod("probe");
+    if opt_in {
+        probe.metadata.labels =
+            Some([("plexus.dev/inject".to_owned(), "enabled".to_owned())].into());
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let last = match pods
@@ -191,7 +196,7 @@ async fn wait_for_injection(client: &Client, namespace: &str) -> anyhow::Result<
                     dry_run: true,
                     ..Default::default()
                 },
-                &probe_pod("probe"),
+                &probe,
             )
             .await
         {
@@ -245,6 +250,7 @@ async fn pods_are_injected_run_and_complete() -> anyhow::Result<()> {
 async fn scenario(client: &Client) -> anyhow::Result<()> {
     // Unlabelled: untouched.
     in_namespace(client, "plain", |ns| async move {
+        wait_for_injection(client, &ns, true).await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let pod = pods
             .create(&PostParams::default(), &probe_pod("untouched"))
@@ -255,6 +261,26 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
             "changed: {init:?} {containers:?}"
         );
         anyhow::ensure!(!pod.annotations().contains_key("plexus.dev/proxy-version"));
+
+        // A pod that opts in: injected, and ready once the operator has
+        // given its ServiceAccount an identity and the namespace a configuration.
+        let mut opted_in = probe_pod("opted-in");
+        opted_in.metadata.labels =
+            Some([("plexus.dev/inject".to_owned(), "enabled".to_owned())].into());
+        let pod = pods.create(&PostParams::default(), &opted_in).await?;
+        let (init, containers) = container_names(&pod);
+        anyhow::ensure!(
+            init == ["plexus-init"] && containers == ["plexus-proxy", "app"],
+            "the opted-in pod is not injected: {init:?} {containers:?}"
+        );
+        wait_for_pod(
+            &pods,
+            "opted-in",
+            "Ready",
+            Duration::from_secs(120),
+            is_ready(),
+        )
+        .await?;
         Ok(())
     })
     .await?;
@@ -265,7 +291,7 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
             .patch(&ns, &PatchParams::default(), &Patch::Merge(json!({
                 "metadata": {"labels": {"plexus.dev/inject": "enabled"}}})))
             .await?;
-        wait_for_injection(client, &ns).await?;
+        wait_for_injection(client, &ns, false).await?;
 
         let apply = PatchParams::apply(FIELD_MANAGER).force();
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
