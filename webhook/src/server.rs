@@ -80,12 +80,26 @@ async fn mutate(Extract(state): Extract<Arc<State>>, body: Bytes) -> Response {
 
 /// Answers one review; `Err` is a malformed review (HTTP 400).
 pub fn review(state: &State, body: &[u8]) -> Result<serde_json::Value, String> {
-    let review: AdmissionReview<Pod> = serde_json::from_slice(body)
-        .map_err(|e| format!("not an AdmissionReview of a Pod: {e}"))?;
-    let request: AdmissionRequest<Pod> = review
-        .try_into()
-        .map_err(|e| format!("the AdmissionReview has no request: {e}"))?;
-    let response = answer(state, &request);
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let kind = value["request"]["kind"]["kind"].as_str();
+    let response = if kind.is_some_and(|k| k != "Pod") {
+        // A webhook configuration that sends more than pods: let it through.
+        let review: AdmissionReview<DynamicObject> =
+            serde_json::from_value(value).map_err(|e| format!("not an AdmissionReview: {e}"))?;
+        let request: AdmissionRequest<DynamicObject> = review
+            .try_into()
+            .map_err(|e| format!("the AdmissionReview has no request: {e}"))?;
+        state.metrics.admission("skipped", "not-a-pod-creation");
+        AdmissionResponse::from(&request)
+    } else {
+        let review: AdmissionReview<Pod> = serde_json::from_value(value)
+            .map_err(|e| format!("not an AdmissionReview of a Pod: {e}"))?;
+        let request: AdmissionRequest<Pod> = review
+            .try_into()
+            .map_err(|e| format!("the AdmissionReview has no request: {e}"))?;
+        answer(state, &request)
+    };
     let patch = response.patch.clone();
     let mut review = serde_json::to_value(response.into_review())
         .map_err(|e| format!("encoding the response: {e}"))?;

@@ -85,8 +85,28 @@ async fn other_pods_are_admitted_unchanged() -> anyhow::Result<()> {
         .unwrap_or_default();
     assert!(warning.contains("plexus.dev/proxy-cpu"), "{answer}");
 
+    // A review of something else than a Pod (a broader webhook configuration).
+    let mut deployment = review("demo", "u-5");
+    deployment["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+    deployment["request"]["object"] = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}});
+    let (status, body) = conn
+        .request("POST", "/mutate", serde_json::to_vec(&deployment)?)
+        .await?;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body)?;
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(answer["response"]["uid"], "u-5");
+    assert!(answer["response"].get("patch").is_none());
+
     let (_, metrics) = conn.request("GET", "/metrics", vec![]).await?;
     let metrics = String::from_utf8(metrics)?;
+    assert!(
+        metrics.contains(
+            r#"plexus_webhook_admissions_total{result="skipped",reason="not-a-pod-creation"} 1"#
+        ),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(
             r#"plexus_webhook_admissions_total{result="skipped",reason="not-enabled"} 1"#
