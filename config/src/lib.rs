@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
+pub mod redirect;
+
 use serde::{Deserialize, Serialize};
 
 /// The schema of this configuration; bumped on incompatible changes.

@@ -11,7 +11,6 @@
 //!   probes rewritten through the proxy's admin port.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
@@ -24,6 +23,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use plexus_config::redirect::{Cidr, PortRange};
 use plexus_config::{APP_PROBES_ENV, AppProbe};
 use plexus_crds::keys::{INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, identity_secret_name};
 use plexus_crds::mesh::ProxyDefaults;
@@ -435,50 +435,33 @@ fn port_list(
     annotations: &BTreeMap<String, String>,
     key: &'static str,
 ) -> Result<Vec<String>, InjectError> {
-    let port = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0);
-    items(annotations, key)
-        .into_iter()
-        .map(|item| {
-            let valid = match item.split_once('-') {
-                Some((low, high)) => port(low).zip(port(high)).is_some_and(|(l, h)| l <= h),
-                None => port(item).is_some(),
-            };
-            if valid {
-                Ok(item.to_owned())
-            } else {
-                Err(InjectError::Ports {
-                    annotation: key,
-                    value: annotations.get(key).cloned().unwrap_or_default(),
-                })
-            }
-        })
-        .collect()
+    parsed::<PortRange>(annotations, key).map_err(|value| InjectError::Ports {
+        annotation: key,
+        value,
+    })
 }
 
 fn cidr_list(
     annotations: &BTreeMap<String, String>,
     key: &'static str,
 ) -> Result<Vec<String>, InjectError> {
+    parsed::<Cidr>(annotations, key).map_err(|value| InjectError::Cidrs {
+        annotation: key,
+        value,
+    })
+}
+
+/// The annotation's items, each checked with the init mode's own parser
+/// and written back in its canonical form; `Err` is the annotation's value.
+fn parsed<T: std::str::FromStr + std::fmt::Display>(
+    annotations: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Vec<String>, String> {
     items(annotations, key)
         .into_iter()
-        .map(|item| {
-            let valid = item.split_once('/').is_some_and(|(ip, len)| {
-                match (ip.parse::<IpAddr>(), len.parse::<u8>()) {
-                    (Ok(IpAddr::V4(_)), Ok(len)) => len <= 32,
-                    (Ok(IpAddr::V6(_)), Ok(len)) => len <= 128,
-                    _ => false,
-                }
-            });
-            if valid {
-                Ok(item.to_owned())
-            } else {
-                Err(InjectError::Cidrs {
-                    annotation: key,
-                    value: annotations.get(key).cloned().unwrap_or_default(),
-                })
-            }
-        })
-        .collect()
+        .map(|item| item.parse::<T>().map(|v| v.to_string()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| annotations.get(key).cloned().unwrap_or_default())
 }
 
 static QUANTITY: LazyLock<Regex> = LazyLock::new(|| {
