@@ -1,25 +1,158 @@
-//! Transparent TCP forwarding of redirected connections: outbound to the
-//! destination the app connected to, inbound to the app on localhost.
+//! Redirected TCP connections. Outbound: to a meshed endpoint of the
+//! destination service over mTLS, checking the endpoint's SPIFFE identity;
+//! to anything else as it was addressed. Inbound: mTLS from peer proxies is
+//! terminated (the peer's identity recorded), plaintext is accepted or
+//! refused by the workload's mTLS mode; either way the stream goes to the
+//! app on localhost.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use plexus_config::{MtlsMode, ProxyConfig, selects};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::metrics::{Direction, DirectionLabels, Metrics};
-use crate::original_dst::original_dst;
+use crate::metrics::{Direction, DirectionLabels, Metrics, PeerLabels, RefusedLabels};
+use crate::state::ProxyState;
+use crate::tls::{server_name, spiffe_id};
 
 /// How long connecting to a destination may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an inbound connection may stay silent before it is taken for
+/// plaintext (a protocol where the server speaks first).
+pub const DETECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a redirected connection was going.
+pub trait OriginalDst: Send + Sync + 'static {
+    fn original_dst(&self, stream: &TcpStream) -> std::io::Result<SocketAddr>;
+}
+
+/// What netfilter recorded (`SO_ORIGINAL_DST`).
+pub struct Netfilter;
+
+impl OriginalDst for Netfilter {
+    fn original_dst(&self, stream: &TcpStream) -> std::io::Result<SocketAddr> {
+        crate::original_dst::original_dst(stream)
+    }
+}
+
+/// What the forwarding needs: the state, the pod's labels (mTLS rules
+/// select workloads by them) and how destinations are recovered.
+pub struct Forwarder {
+    pub state: Arc<ProxyState>,
+    pub labels: BTreeMap<String, String>,
+    pub original: Box<dyn OriginalDst>,
+    next: AtomicUsize,
+}
+
+impl Forwarder {
+    pub fn new(
+        state: Arc<ProxyState>,
+        labels: BTreeMap<String, String>,
+        original: Box<dyn OriginalDst>,
+    ) -> Self {
+        Self {
+            state,
+            labels,
+            original,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+}
+
+/// How an outbound connection is carried.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// To a meshed endpoint over mTLS, which must prove `identity`.
+    Mesh { addr: SocketAddr, identity: String },
+    /// As addressed, in plaintext (unmeshed or unknown destinations).
+    Plain(SocketAddr),
+}
+
+/// The plan for a connection to `original`: a service address picks one of
+/// its endpoints (`pick` chooses among them), a pod address is that
+/// endpoint; a meshed endpoint is reached over mTLS.
+pub fn plan(config: &ProxyConfig, original: SocketAddr, pick: impl FnOnce(usize) -> usize) -> Plan {
+    let ip = original.ip().to_string();
+    let port = original.port();
+    let identity = |namespace: &str, sa: &Option<String>| {
+        sa.as_ref().map(|sa| config.spiffe_id(namespace, sa))
+    };
+    if let Some((service, service_port)) = config.services.iter().find_map(|s| {
+        s.addresses
+            .contains(&ip)
+            .then(|| s.ports.iter().find(|p| p.port == port).map(|p| (s, p)))
+            .flatten()
+    }) {
+        if service.endpoints.is_empty() {
+            return Plan::Plain(original);
+        }
+        let endpoint = &service.endpoints[pick(service.endpoints.len()) % service.endpoints.len()];
+        let target_port = endpoint
+            .ports
+            .get(&port)
+            .copied()
+            .or(service_port.target_port)
+            .unwrap_or(port);
+        return match (
+            endpoint.ip.parse::<IpAddr>(),
+            identity(&service.namespace, &endpoint.sa),
+        ) {
+            (Ok(ip), Some(identity)) if endpoint.meshed => Plan::Mesh {
+                addr: SocketAddr::new(ip, target_port),
+                identity,
+            },
+            _ => Plan::Plain(original),
+        };
+    }
+    // A pod addressed directly (headless services, StatefulSets).
+    for service in config.services.iter() {
+        if let Some(endpoint) = service.endpoints.iter().find(|e| e.ip == ip && e.meshed)
+            && let Some(identity) = identity(&service.namespace, &endpoint.sa)
+        {
+            return Plan::Mesh {
+                addr: original,
+                identity,
+            };
+        }
+    }
+    Plan::Plain(original)
+}
+
+/// The workload's mTLS mode on `port`: the first rule selecting its labels
+/// (the last one selects every workload); PERMISSIVE without a configuration.
+pub fn inbound_mode(
+    config: Option<&ProxyConfig>,
+    labels: &BTreeMap<String, String>,
+    port: u16,
+) -> MtlsMode {
+    config
+        .and_then(|c| {
+            c.inbound
+                .mtls
+                .iter()
+                .find(|rule| selects(&rule.selector, labels))
+        })
+        .map(|rule| rule.ports.get(&port).copied().unwrap_or(rule.mode))
+        .unwrap_or(MtlsMode::Permissive)
+}
 
 /// Accepts on `listener` until `stop` turns true; each connection is
-/// forwarded on its own task.
+/// handled on its own task.
 pub async fn serve(
     listener: TcpListener,
     direction: Direction,
-    metrics: Arc<Metrics>,
+    forwarder: Arc<Forwarder>,
     mut stop: watch::Receiver<bool>,
 ) {
     let own = listener.local_addr().ok();
@@ -35,12 +168,17 @@ pub async fn serve(
             },
             _ = stopped(&mut stop) => break,
         };
-        let metrics = metrics.clone();
+        let forwarder = forwarder.clone();
         tokio::spawn(async move {
+            let metrics = forwarder.metrics();
             let labels = DirectionLabels::from(direction);
             metrics.tcp_opened.get_or_create(&labels).inc();
             metrics.tcp_active.inc();
-            if let Err(error) = forward(stream, direction, own, &metrics).await {
+            let result = match direction {
+                Direction::Outbound => outbound(&forwarder, stream, own).await,
+                Direction::Inbound => inbound(&forwarder, stream, own).await,
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, %peer, direction = direction.as_str(), "connection failed");
             }
             metrics.tcp_active.dec();
@@ -53,54 +191,67 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Where a redirected connection goes.
+/// Where a redirected connection goes, before any service lookup; None for
+/// a connection made to the proxy's own port, which would loop.
 pub fn target(
     direction: Direction,
     original: SocketAddr,
     own: Option<SocketAddr>,
 ) -> Option<SocketAddr> {
+    let own_port = own.map(|o| o.port());
     match direction {
-        // A connection made to the proxy's own port would loop.
-        Direction::Outbound => (Some(original.port()) != own.map(|o| o.port())
+        Direction::Outbound => (Some(original.port()) != own_port
             || !original.ip().is_loopback() && !original.ip().is_unspecified())
         .then_some(original),
-        Direction::Inbound => (Some(original.port()) != own.map(|o| o.port()))
+        Direction::Inbound => (Some(original.port()) != own_port)
             .then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, original.port()))),
     }
 }
 
-async fn forward(
-    mut client: TcpStream,
+fn io_error(message: String) -> std::io::Error {
+    std::io::Error::other(message)
+}
+
+async fn connect(
+    forwarder: &Forwarder,
     direction: Direction,
-    own: Option<SocketAddr>,
-    metrics: &Metrics,
-) -> std::io::Result<()> {
+    addr: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
+    let result = match connected {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connecting to {addr}"),
+        )),
+    };
+    if result.is_err() {
+        forwarder
+            .metrics()
+            .tcp_connect_errors
+            .get_or_create(&DirectionLabels::from(direction))
+            .inc();
+    }
+    let stream = result?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Copies both ways until both sides are done, counting bytes.
+async fn relay<A, B>(
+    forwarder: &Forwarder,
+    direction: Direction,
+    mut client: A,
+    mut server: B,
+) -> std::io::Result<()>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let labels = DirectionLabels::from(direction);
-    let original = original_dst(&client)?;
-    let Some(target) = target(direction, original, own) else {
-        return Err(std::io::Error::other(format!(
-            "{original} is the proxy itself"
-        )));
-    };
-    client.set_nodelay(true)?;
-    let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await;
-    let mut server = match connected {
-        Ok(Ok(server)) => server,
-        Ok(Err(error)) => {
-            metrics.tcp_connect_errors.get_or_create(&labels).inc();
-            return Err(error);
-        }
-        Err(_) => {
-            metrics.tcp_connect_errors.get_or_create(&labels).inc();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("connecting to {target}"),
-            ));
-        }
-    };
-    server.set_nodelay(true)?;
     let result = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     if let Ok((sent, received)) = result {
+        let metrics = forwarder.metrics();
         metrics.tcp_sent_bytes.get_or_create(&labels).inc_by(sent);
         metrics
             .tcp_received_bytes
@@ -110,9 +261,149 @@ async fn forward(
     result.map(|_| ())
 }
 
+async fn outbound(
+    forwarder: &Forwarder,
+    client: TcpStream,
+    own: Option<SocketAddr>,
+) -> std::io::Result<()> {
+    let original = forwarder.original.original_dst(&client)?;
+    let original = target(Direction::Outbound, original, own)
+        .ok_or_else(|| io_error(format!("{original} is the proxy itself")))?;
+    client.set_nodelay(true)?;
+    let plan = match forwarder.state.config() {
+        Some(config) => plan(&config, original, |n| {
+            forwarder.next.fetch_add(1, Ordering::Relaxed) % n
+        }),
+        None => Plan::Plain(original),
+    };
+    match plan {
+        Plan::Plain(addr) => {
+            let server = connect(forwarder, Direction::Outbound, addr).await?;
+            relay(forwarder, Direction::Outbound, client, server).await
+        }
+        Plan::Mesh { addr, identity } => {
+            let tls = forwarder.state.tls().ok_or_else(|| {
+                io_error("no certificate yet: cannot reach a meshed endpoint".into())
+            })?;
+            let config = tls
+                .client_config(&identity)
+                .map_err(|e| io_error(e.to_string()))?;
+            let server = connect(forwarder, Direction::Outbound, addr).await?;
+            let handshake = TlsConnector::from(config).connect(server_name(), server);
+            let server = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(server)) => server,
+                outcome => {
+                    refused(forwarder, Direction::Outbound, "handshake");
+                    let why = match outcome {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "timed out".into(),
+                    };
+                    return Err(io_error(format!("mTLS to {addr} ({identity}): {why}")));
+                }
+            };
+            mtls_opened(forwarder, Direction::Outbound, &identity);
+            relay(forwarder, Direction::Outbound, client, server).await
+        }
+    }
+}
+
+fn refused(forwarder: &Forwarder, direction: Direction, reason: &'static str) {
+    forwarder
+        .metrics()
+        .tcp_refused
+        .get_or_create(&RefusedLabels {
+            direction: direction.as_str(),
+            reason,
+        })
+        .inc();
+}
+
+fn mtls_opened(forwarder: &Forwarder, direction: Direction, peer: &str) {
+    forwarder
+        .metrics()
+        .tcp_mtls
+        .get_or_create(&PeerLabels {
+            direction: direction.as_str(),
+            peer_identity: peer.to_owned(),
+        })
+        .inc();
+}
+
+/// Whether the first byte waiting on `stream` opens a TLS handshake; false
+/// when the client stays silent for [`DETECT_TIMEOUT`].
+async fn starts_with_tls(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(DETECT_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Ok(first[0] == 0x16),
+        Ok(Ok(_)) => Ok(false),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Ok(false),
+    }
+}
+
+async fn inbound(
+    forwarder: &Forwarder,
+    client: TcpStream,
+    own: Option<SocketAddr>,
+) -> std::io::Result<()> {
+    let original = forwarder.original.original_dst(&client)?;
+    let app = target(Direction::Inbound, original, own)
+        .ok_or_else(|| io_error(format!("{original} is the proxy itself")))?;
+    client.set_nodelay(true)?;
+    let mode = inbound_mode(
+        forwarder.state.config().as_deref(),
+        &forwarder.labels,
+        original.port(),
+    );
+    let tls = mode != MtlsMode::Disable && starts_with_tls(&client).await?;
+    if !tls {
+        if mode == MtlsMode::Strict {
+            refused(forwarder, Direction::Inbound, "plaintext");
+            return Err(io_error(format!(
+                "plaintext to port {} refused: mTLS is STRICT",
+                original.port()
+            )));
+        }
+        let server = connect(forwarder, Direction::Inbound, app).await?;
+        return relay(forwarder, Direction::Inbound, client, server).await;
+    }
+    let Some(own_tls) = forwarder.state.tls() else {
+        refused(forwarder, Direction::Inbound, "no-certificate");
+        return Err(io_error("mTLS before this proxy has a certificate".into()));
+    };
+    let accepted = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        TlsAcceptor::from(own_tls.server_config()).accept(client),
+    )
+    .await;
+    let client = match accepted {
+        Ok(Ok(client)) => client,
+        outcome => {
+            refused(forwarder, Direction::Inbound, "handshake");
+            let why = match outcome {
+                Ok(Err(error)) => error.to_string(),
+                _ => "timed out".into(),
+            };
+            return Err(io_error(format!("mTLS handshake: {why}")));
+        }
+    };
+    let peer = client
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(spiffe_id)
+        .unwrap_or_else(|| "unknown".into());
+    mtls_opened(forwarder, Direction::Inbound, &peer);
+    tracing::debug!(%peer, port = original.port(), "mTLS connection");
+    let server = connect(forwarder, Direction::Inbound, app).await?;
+    relay(forwarder, Direction::Inbound, client, server).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plexus_config::{Endpoint, Service, ServicePort};
 
     #[test]
     fn targets() {
@@ -131,6 +422,70 @@ mod tests {
         assert_eq!(
             target(Direction::Inbound, to("198.18.0.7:4143"), inbound),
             None
+        );
+    }
+
+    fn config() -> ProxyConfig {
+        let endpoint = |ip: &str, sa: Option<&str>, meshed| Endpoint {
+            ip: ip.into(),
+            sa: sa.map(Into::into),
+            meshed,
+            ..Default::default()
+        };
+        ProxyConfig {
+            trust_domain: "cluster.local".into(),
+            services: Arc::new(vec![Service {
+                namespace: "demo".into(),
+                name: "web".into(),
+                addresses: vec!["198.19.0.10".into()],
+                ports: vec![ServicePort {
+                    port: 80,
+                    name: None,
+                    protocol: Default::default(),
+                    target_port: Some(8080),
+                }],
+                endpoints: vec![
+                    endpoint("198.18.0.7", Some("web"), true),
+                    endpoint("198.18.0.8", None, false),
+                ],
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plans() {
+        let config = config();
+        let to = |s: &str| s.parse::<SocketAddr>().expect("address");
+        assert_eq!(
+            plan(&config, to("198.19.0.10:80"), |_| 0),
+            Plan::Mesh {
+                addr: to("198.18.0.7:8080"),
+                identity: "spiffe://cluster.local/ns/demo/sa/web".into()
+            }
+        );
+        // The unmeshed endpoint: as addressed, in plaintext.
+        assert_eq!(
+            plan(&config, to("198.19.0.10:80"), |_| 1),
+            Plan::Plain(to("198.19.0.10:80"))
+        );
+        // The meshed pod addressed directly.
+        assert_eq!(
+            plan(&config, to("198.18.0.7:8080"), |_| 0),
+            Plan::Mesh {
+                addr: to("198.18.0.7:8080"),
+                identity: "spiffe://cluster.local/ns/demo/sa/web".into()
+            }
+        );
+        // Another port of the service's address, or anything else.
+        assert_eq!(
+            plan(&config, to("198.19.0.10:81"), |_| 0),
+            Plan::Plain(to("198.19.0.10:81"))
+        );
+        assert_eq!(
+            plan(&config, to("192.0.2.1:443"), |_| 0),
+            Plan::Plain(to("192.0.2.1:443"))
         );
     }
 }

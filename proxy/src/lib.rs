@@ -3,7 +3,8 @@
 //! destination and forwards it (outbound to where the app meant, inbound to
 //! the app on localhost); the admin port answers health, readiness (its
 //! configuration and certificate are loaded), metrics and the app's probes.
-//! mTLS between proxies and HTTP routing build on this.
+//! Between meshed pods the TCP stream travels over mTLS with SPIFFE
+//! identities (`tls`); HTTP routing builds on this.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -13,3 +14,4 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod original_dst;
 pub mod state;
+pub mod tls;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use plexus_proxy::admin::{self, Admin, AppProbes};
+use plexus_proxy::forward::{Forwarder, Netfilter};
 use plexus_proxy::init::{self, Cidr, PortRange, Redirect};
 use plexus_proxy::metrics::{Direction, Metrics};
 use plexus_proxy::state::ProxyState;
@@ -85,6 +86,13 @@ struct RunArgs {
         default_value = "/var/run/plexus/identity"
     )]
     identity_dir: PathBuf,
+    /// The pod's labels (downward API file `labels`), which mTLS rules select.
+    #[arg(
+        long,
+        env = "PLEXUS_PODINFO_DIR",
+        default_value = "/var/run/plexus/podinfo"
+    )]
+    podinfo_dir: PathBuf,
     /// The app's HTTP probes the webhook rewrote (JSON).
     #[arg(long, env = "PLEXUS_APP_PROBES", default_value = "{}")]
     app_probes: String,
@@ -188,16 +196,18 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         let admin_listener = bind(args.admin_port)
             .await
             .context("binding the admin port")?;
+        let labels = pod_labels(&args.podinfo_dir);
+        let forwarder = Arc::new(Forwarder::new(state.clone(), labels, Box::new(Netfilter)));
         tokio::spawn(forward::serve(
             inbound,
             Direction::Inbound,
-            metrics.clone(),
+            forwarder.clone(),
             stop_rx.clone(),
         ));
         tokio::spawn(forward::serve(
             outbound,
             Direction::Outbound,
-            metrics.clone(),
+            forwarder,
             stop_rx.clone(),
         ));
         let (hook_tx, hook_rx) = watch::channel(None);
@@ -250,6 +260,19 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(left = metrics.tcp_active.get(), "stopped");
         anyhow::Ok(())
     })
+}
+
+/// The pod's labels from the downward API's `labels` file (`key="value"`
+/// lines, values quoted as Go strings); none when it cannot be read.
+fn pod_labels(podinfo: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(podinfo.join("labels")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            let value = serde_json::from_str::<String>(value).ok()?;
+            Some((key.to_owned(), value))
+        })
+        .collect()
 }
 
 async fn terminated() {

@@ -36,6 +36,20 @@ impl From<Direction> for DirectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub direction: &'static str,
+    /// plaintext (under STRICT), handshake (failed mTLS), no-certificate.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub direction: &'static str,
+    /// The SPIFFE ID the other side proved.
+    pub peer_identity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// config or identity.
     pub source: &'static str,
@@ -52,6 +66,8 @@ pub struct Metrics {
     /// Bytes from the server back to the client.
     pub tcp_received_bytes: Family<DirectionLabels, Counter>,
     pub tcp_active: Gauge,
+    pub tcp_refused: Family<RefusedLabels, Counter>,
+    pub tcp_mtls: Family<PeerLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
     registry: Registry,
 }
@@ -66,6 +82,8 @@ impl Default for Metrics {
             tcp_sent_bytes: Family::default(),
             tcp_received_bytes: Family::default(),
             tcp_active: Gauge::default(),
+            tcp_refused: Family::default(),
+            tcp_mtls: Family::default(),
             reloads: Family::default(),
             registry: Registry::default(),
         };
@@ -98,6 +116,16 @@ impl Default for Metrics {
             "tcp_active",
             "TCP connections open now",
             metrics.tcp_active.clone(),
+        );
+        registry.register(
+            "tcp_refused",
+            "Connections refused: plaintext under STRICT mTLS, failed handshakes",
+            metrics.tcp_refused.clone(),
+        );
+        registry.register(
+            "tcp_mtls",
+            "Connections carried over mTLS, by the peer's SPIFFE identity",
+            metrics.tcp_mtls.clone(),
         );
         registry.register(
             "reloads",

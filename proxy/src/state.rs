@@ -12,6 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::metrics::Metrics;
+use crate::tls::Tls;
 
 /// A workload certificate: the leaf and its chain, its key, and the roots
 /// it trusts.
@@ -52,7 +53,7 @@ pub fn parse_identity(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Identity, St
 struct Current {
     config: Option<Arc<ProxyConfig>>,
     config_bytes: Vec<u8>,
-    identity: Option<Arc<Identity>>,
+    tls: Option<Arc<Tls>>,
     identity_bytes: Vec<u8>,
 }
 
@@ -79,8 +80,9 @@ impl ProxyState {
         self.current.read().ok().and_then(|c| c.config.clone())
     }
 
-    pub fn identity(&self) -> Option<Arc<Identity>> {
-        self.current.read().ok().and_then(|c| c.identity.clone())
+    /// The TLS side of the current certificate.
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        self.current.read().ok().and_then(|c| c.tls.clone())
     }
 
     /// Why the proxy is not ready, if it is not.
@@ -89,7 +91,7 @@ impl ProxyState {
             Some("shutting down")
         } else if self.config().is_none() {
             Some("no configuration yet")
-        } else if self.identity().is_none() {
+        } else if self.tls().is_none() {
             Some("no certificate yet")
         } else {
             None
@@ -143,12 +145,14 @@ impl ProxyState {
         if self.current.read().is_ok_and(|c| c.identity_bytes == bytes) {
             return;
         }
-        match parse_identity(&cert, &key, &ca) {
-            Ok(identity) => {
-                tracing::info!("certificate loaded");
+        let tls = parse_identity(&cert, &key, &ca)
+            .and_then(|identity| Tls::new(&identity).map_err(|e| e.to_string()));
+        match tls {
+            Ok(tls) => {
+                tracing::info!(id = %tls.id, "certificate loaded");
                 self.metrics.reload("identity", "loaded");
                 if let Ok(mut current) = self.current.write() {
-                    current.identity = Some(Arc::new(identity));
+                    current.tls = Some(Arc::new(tls));
                     current.identity_bytes = bytes;
                 }
             }

@@ -43,12 +43,18 @@ async fn get_path(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// A self-issued certificate and key, PEM: the proxy only parses them here.
-fn identity_pem() -> (String, String) {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params = rcgen::CertificateParams::new(vec!["web.demo".to_owned()]).expect("params");
-    let cert = params.self_signed(&key).expect("certificate");
-    (cert.pem(), key.serialize_pem())
+/// A workload certificate from the mesh's own CA code, and its root (PEM).
+fn identity_pem() -> (String, String, String) {
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let root = plexus_operator::ca::generate_root("cluster.local", now, day).expect("root");
+    let id = plexus_operator::ca::SpiffeId {
+        trust_domain: "cluster.local".into(),
+        namespace: "demo".into(),
+        service_account: "web".into(),
+    };
+    let leaf = plexus_operator::ca::issue_workload(&root, &id, now, day).expect("leaf");
+    (leaf.cert_pem, leaf.key_pem, root.cert_pem)
 }
 
 #[tokio::test]
@@ -91,8 +97,8 @@ async fn readiness_follows_configuration_and_certificate() {
         (503, "no certificate yet\n".into())
     );
 
-    let (cert, key) = identity_pem();
-    for (name, pem) in [("tls.crt", &cert), ("tls.key", &key), ("ca.crt", &cert)] {
+    let (cert, key, root) = identity_pem();
+    for (name, pem) in [("tls.crt", &cert), ("tls.key", &key), ("ca.crt", &root)] {
         std::fs::write(identity_dir.join(name), pem).expect("write");
     }
     state.reload();
