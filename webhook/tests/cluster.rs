@@ -215,6 +215,54 @@ async fn wait_for_injection(client: &Client, namespace: &str, opt_in: bool) -> a
     }
 }
 
+/// Waits until the operator's configuration for `namespace` lists the pod
+/// at `ip` as a meshed endpoint.
+async fn wait_for_meshed_endpoint(
+    client: &Client,
+    namespace: &str,
+    ip: &str,
+) -> anyhow::Result<()> {
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let map = maps.get_opt(plexus_config::CONFIGMAP_NAME).await?;
+        let config = map
+            .and_then(|m| m.binary_data)
+            .and_then(|data| data.get(plexus_config::CONFIG_KEY).cloned())
+            .and_then(|bytes| plexus_config::ProxyConfig::from_gzip(&bytes.0).ok());
+        let meshed = config.is_some_and(|c| {
+            c.services
+                .iter()
+                .any(|s| s.endpoints.iter().any(|e| e.ip == ip && e.meshed))
+        });
+        if meshed {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the configuration of {namespace} has no meshed endpoint {ip} after 60s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The metrics of the proxy of the pod at `ip`, read from its admin port
+/// (pod addresses are on this machine's bridge).
+async fn proxy_metrics(ip: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect((ip, 4191)).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: proxy\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await??;
+    Ok(response)
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: run by e2e/run-tests.sh"]
 async fn pods_are_injected_run_and_complete() -> anyhow::Result<()> {
@@ -328,11 +376,17 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
         anyhow::ensure!(init == ["plexus-init"], "init containers: {init:?}");
         anyhow::ensure!(containers == ["plexus-proxy", "web"], "containers: {containers:?}");
         let web = wait_for_pod(&pods, &web.name_any(), "Ready", Duration::from_secs(180), is_ready()).await?;
-        let statuses = web.status.and_then(|s| s.container_statuses).unwrap_or_default();
+        let statuses = web.status.clone().and_then(|s| s.container_statuses).unwrap_or_default();
         anyhow::ensure!(
             statuses.len() == 2 && statuses.iter().all(|s| s.ready),
             "not every container is ready: {statuses:?}"
         );
+
+        // The namespace's configuration has web's pod as a meshed endpoint
+        // before the Job starts: its proxy reads it once at start (the
+        // kubelet refreshes mounted ConfigMaps only every minute or so).
+        let web_ip = web.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+        wait_for_meshed_endpoint(client, &ns, &web_ip).await?;
 
         // A Job that calls the Deployment through both proxies completes.
         // busybox's wget needs NSS files the toolbox lacks; nc with -e
@@ -370,6 +424,12 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
             .and_then(|s| s.state?.terminated)
             .map(|t| t.exit_code);
         anyhow::ensure!(proxy_exit == Some(0), "the proxy's exit: {proxy_exit:?}");
+        // The call went over mTLS: web's proxy saw the Job's identity.
+        let metrics = proxy_metrics(&web_ip).await?;
+        let caller = format!(
+            r#"plexus_proxy_tcp_mtls_total{{direction="inbound",peer_identity="spiffe://cluster.local/ns/{ns}/sa/default"}} 1"#
+        );
+        anyhow::ensure!(metrics.contains(&caller), "no mTLS from the Job in web's proxy metrics:\n{metrics}");
         anyhow::ensure!(log.contains("/from-a-job"), "the call did not reach web: {log}");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
