@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 kubectl version >/dev/null || { echo "error: the cluster of $KUBECONFIG does not answer" >&2; exit 1; }
 
 # The e2e tests are #[ignore]d in the unit tier; here they are what runs.
-cargo test --locked -p plexus-e2e -p plexus-operator -p plexus-webhook -- --ignored --test-threads 2
+cargo test --locked -p plexus-e2e -p plexus-operator -p plexus-webhook -p plexus-proxy -- --ignored --test-threads 2
