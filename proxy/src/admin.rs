@@ -1,5 +1,5 @@
 //! The admin port: `/live`, `/ready` (configuration and certificate
-//! loaded), `/metrics`, `/shutdown` (from localhost only) and
+//! loaded), `/metrics`, `/config_dump`, `/shutdown` (from localhost only) and
 //! `/app-health/<container>/<probe>`, which runs an app's HTTP probe that
 //! the webhook rewrote to come here (it works whatever the mTLS mode).
 
@@ -49,6 +49,7 @@ pub fn router(admin: Admin) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/shutdown", post(shutdown))
+        .route("/config_dump", get(config_dump))
         .route("/app-health/{container}/{kind}", get(app_health))
         .with_state(admin)
 }
@@ -82,6 +83,17 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         admin.state.metrics.encode(),
     )
         .into_response()
+}
+
+/// The configuration in force, its version (the SHA-256 of the mounted
+/// file) and this proxy's identity.
+async fn config_dump(State(admin): State<Admin>) -> Response {
+    axum::Json(serde_json::json!({
+        "version": admin.state.config_version(),
+        "identity": admin.state.tls().map(|tls| tls.id.clone()),
+        "config": admin.state.config(),
+    }))
+    .into_response()
 }
 
 async fn shutdown(

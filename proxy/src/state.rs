@@ -52,9 +52,20 @@ pub fn parse_identity(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Identity, St
 #[derive(Default)]
 struct Current {
     config: Option<Arc<ProxyConfig>>,
+    /// SHA-256 of the configuration as mounted, hex: its version.
+    config_version: Option<String>,
     config_bytes: Vec<u8>,
     tls: Option<Arc<Tls>>,
     identity_bytes: Vec<u8>,
+}
+
+/// The hex SHA-256 of `bytes`.
+fn digest(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub struct ProxyState {
@@ -78,6 +89,14 @@ impl ProxyState {
 
     pub fn config(&self) -> Option<Arc<ProxyConfig>> {
         self.current.read().ok().and_then(|c| c.config.clone())
+    }
+
+    /// The version (content digest) of the configuration in force.
+    pub fn config_version(&self) -> Option<String> {
+        self.current
+            .read()
+            .ok()
+            .and_then(|c| c.config_version.clone())
     }
 
     /// The TLS side of the current certificate.
@@ -118,10 +137,12 @@ impl ProxyState {
         }
         match ProxyConfig::from_gzip(&bytes) {
             Ok(config) => {
-                tracing::info!(services = config.services.len(), "configuration loaded");
+                let version = digest(&bytes);
+                tracing::info!(services = config.services.len(), %version, "configuration loaded");
                 self.metrics.reload("config", "loaded");
                 if let Ok(mut current) = self.current.write() {
                     current.config = Some(Arc::new(config));
+                    current.config_version = Some(version);
                     current.config_bytes = bytes;
                 }
             }

@@ -103,6 +103,13 @@ async fn readiness_follows_configuration_and_certificate() {
     }
     state.reload();
     assert_eq!(get_path(addr, "/ready").await.0, 200);
+    let (status, dump) = get_path(addr, "/config_dump").await;
+    assert_eq!(status, 200);
+    let dump: serde_json::Value = serde_json::from_str(&dump).expect("JSON");
+    assert_eq!(dump["config"]["namespace"], "demo");
+    assert_eq!(dump["identity"], "spiffe://cluster.local/ns/demo/sa/web");
+    let version = dump["version"].as_str().expect("a version").to_owned();
+    assert_eq!(version.len(), 64);
 
     // Corrupt updates: rejected, counted, and the last good ones stay.
     std::fs::write(config_dir.join(CONFIG_KEY), b"not gzip").expect("write");
@@ -113,6 +120,7 @@ async fn readiness_follows_configuration_and_certificate() {
         state.config().map(|c| c.namespace.clone()),
         Some("demo".into())
     );
+    assert_eq!(state.config_version(), Some(version));
     let (_, metrics) = get_path(addr, "/metrics").await;
     assert!(
         metrics.contains(r#"plexus_proxy_reloads_total{source="config",result="rejected"} 1"#),
