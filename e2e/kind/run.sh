@@ -27,4 +27,8 @@ done
 kubeconfig=$(mktemp)
 trap 'rm -f "$kubeconfig"' EXIT
 kind get kubeconfig --name "$CLUSTER" >"$kubeconfig"
+# The webhook's cluster test runs the webhook on this machine: the API server
+# (in the kind node's container) reaches it at the kind network's gateway.
+PLEXUS_NODE_IP=$(docker network inspect kind -f '{{(index .IPAM.Config 0).Gateway}}')
+export PLEXUS_NODE_IP
 KUBECONFIG="$kubeconfig" e2e/run-tests.sh
