@@ -37,6 +37,9 @@ struct Args {
     log_format: String,
 }
 
+/// How long the webhook keeps answering after SIGTERM.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum NativeSidecars {
     Auto,
@@ -90,7 +93,20 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving admission reviews");
     let tls = state.certs.server_config();
-    server::serve(listener, server::router(state), tls, shutdown_signal()).await;
+    let draining = state.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Not ready any more, but still answering while the endpoint is
+        // taken out of the Service and reviews already sent arrive.
+        draining
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(grace = ?DRAIN, "draining");
+        tokio::time::sleep(DRAIN).await;
+    };
+    server::serve(listener, server::router(state), tls, shutdown).await;
+    // Reviews in flight finish (each takes well under a millisecond).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     tracing::info!("stopped");
     Ok(())
 }

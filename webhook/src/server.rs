@@ -39,7 +39,9 @@ pub fn router(state: Arc<State>) -> Router {
 }
 
 async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
-    if state.certs.loaded() {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if state.certs.loaded() {
         "ready".into_response()
     } else {
         (

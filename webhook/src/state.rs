@@ -21,6 +21,9 @@ pub struct State {
     pub config: RwLock<InjectConfig>,
     pub certs: Arc<CertStore>,
     pub metrics: Arc<Metrics>,
+    /// Set on SIGTERM: /readyz fails so that the Service stops sending
+    /// reviews here, while the server keeps answering for a grace period.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -30,6 +33,7 @@ impl State {
             config: RwLock::new(config),
             certs: Arc::default(),
             metrics: Arc::default(),
+            draining: Default::default(),
         }
     }
 
