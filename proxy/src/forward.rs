@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use plexus_config::{MtlsMode, ProxyConfig, selects};
+use plexus_config::{MtlsMode, OutboundPolicy, ProxyConfig, selects};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -77,11 +77,15 @@ pub enum Plan {
     Mesh { addr: SocketAddr, identity: String },
     /// As addressed, in plaintext (unmeshed or unknown destinations).
     Plain(SocketAddr),
+    /// Not at all: an unknown destination under the Mesh's REGISTRY_ONLY
+    /// outbound policy.
+    Refuse,
 }
 
 /// The plan for a connection to `original`: a service address picks one of
 /// its endpoints (`pick` chooses among them), a pod address is that
-/// endpoint; a meshed endpoint is reached over mTLS.
+/// endpoint; a meshed endpoint is reached over mTLS. Anything else passes
+/// through, or is refused under the REGISTRY_ONLY outbound policy.
 pub fn plan(config: &ProxyConfig, original: SocketAddr, pick: impl FnOnce(usize) -> usize) -> Plan {
     let ip = original.ip().to_string();
     let port = original.port();
@@ -117,16 +121,20 @@ pub fn plan(config: &ProxyConfig, original: SocketAddr, pick: impl FnOnce(usize)
     }
     // A pod addressed directly (headless services, StatefulSets).
     for service in config.services.iter() {
-        if let Some(endpoint) = service.endpoints.iter().find(|e| e.ip == ip && e.meshed)
-            && let Some(identity) = identity(&service.namespace, &endpoint.sa)
-        {
-            return Plan::Mesh {
-                addr: original,
-                identity,
+        if let Some(endpoint) = service.endpoints.iter().find(|e| e.ip == ip) {
+            return match identity(&service.namespace, &endpoint.sa) {
+                Some(identity) if endpoint.meshed => Plan::Mesh {
+                    addr: original,
+                    identity,
+                },
+                _ => Plan::Plain(original),
             };
         }
     }
-    Plan::Plain(original)
+    match config.outbound_policy {
+        OutboundPolicy::AllowAny => Plan::Plain(original),
+        OutboundPolicy::RegistryOnly => Plan::Refuse,
+    }
 }
 
 /// The workload's mTLS mode on `port`: the first rule selecting its labels
@@ -277,6 +285,12 @@ async fn outbound(
         None => Plan::Plain(original),
     };
     match plan {
+        Plan::Refuse => {
+            refused(forwarder, Direction::Outbound, "registry-only");
+            Err(io_error(format!(
+                "{original} is not a known destination and the outbound policy is REGISTRY_ONLY"
+            )))
+        }
         Plan::Plain(addr) => {
             let server = connect(forwarder, Direction::Outbound, addr).await?;
             relay(forwarder, Direction::Outbound, client, server).await
@@ -486,6 +500,20 @@ mod tests {
         assert_eq!(
             plan(&config, to("192.0.2.1:443"), |_| 0),
             Plan::Plain(to("192.0.2.1:443"))
+        );
+        // Under REGISTRY_ONLY, only the unknown destination is refused.
+        let strict = ProxyConfig {
+            outbound_policy: OutboundPolicy::RegistryOnly,
+            ..config
+        };
+        assert_eq!(plan(&strict, to("192.0.2.1:443"), |_| 0), Plan::Refuse);
+        assert_eq!(
+            plan(&strict, to("198.18.0.8:8080"), |_| 0),
+            Plan::Plain(to("198.18.0.8:8080"))
+        );
+        assert_eq!(
+            plan(&strict, to("198.19.0.10:80"), |_| 1),
+            Plan::Plain(to("198.19.0.10:80"))
         );
     }
 }
