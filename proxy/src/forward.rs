@@ -18,7 +18,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::metrics::{Direction, DirectionLabels, Metrics, PeerLabels, RefusedLabels};
 use crate::state::ProxyState;
-use crate::tls::{server_name, spiffe_id};
+use crate::tls::{ALPN_TCP, server_name, spiffe_id};
 
 /// How long connecting to a destination may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -343,15 +343,48 @@ fn mtls_opened(forwarder: &Forwarder, direction: Direction, peer: &str) {
         .inc();
 }
 
-/// Whether the first byte waiting on `stream` opens a TLS handshake; false
-/// when the client stays silent for [`DETECT_TIMEOUT`].
-async fn starts_with_tls(stream: &TcpStream) -> std::io::Result<bool> {
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(DETECT_TIMEOUT, stream.peek(&mut first)).await {
-        Ok(Ok(1)) => Ok(first[0] == 0x16),
-        Ok(Ok(_)) => Ok(false),
-        Ok(Err(error)) => Err(error),
-        Err(_) => Ok(false),
+/// What an inbound connection opens with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// A TLS ClientHello offering the mesh's ALPN: a peer proxy.
+    MeshTls,
+    /// Another TLS ClientHello: the app's own TLS.
+    OtherTls,
+    /// Anything else, or silence for [`DETECT_TIMEOUT`].
+    Plaintext,
+}
+
+/// Classifies the bytes a connection opened with.
+pub fn classify(opening: &[u8]) -> Opening {
+    match opening.first() {
+        Some(0x16) if opening.windows(ALPN_TCP.len()).any(|w| w == ALPN_TCP) => Opening::MeshTls,
+        Some(0x16) => Opening::OtherTls,
+        _ => Opening::Plaintext,
+    }
+}
+
+/// Peeks (without consuming) at what the client sends first: for a TLS
+/// record, until the whole record (the ClientHello) is there, within
+/// [`DETECT_TIMEOUT`].
+async fn peek_opening(stream: &TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buffer = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + DETECT_TIMEOUT;
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await {
+            Ok(result) => result?,
+            Err(_) => return Ok(Vec::new()),
+        };
+        let record = (n >= 5 && buffer[0] == 0x16)
+            .then(|| 5 + usize::from(u16::from_be_bytes([buffer[3], buffer[4]])));
+        let complete = match record {
+            Some(length) => n >= length.min(buffer.len()),
+            None => n > 0,
+        };
+        if n == 0 || complete || tokio::time::Instant::now() >= deadline {
+            buffer.truncate(n);
+            return Ok(buffer);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -369,15 +402,22 @@ async fn inbound(
         &forwarder.labels,
         original.port(),
     );
-    let tls = mode != MtlsMode::Disable && starts_with_tls(&client).await?;
-    if !tls {
-        if mode == MtlsMode::Strict {
+    // Peer proxies are terminated in every mode; the app's own TLS passes
+    // through unless the mode is STRICT; plaintext only under STRICT is refused.
+    let opening = classify(&peek_opening(&client).await?);
+    let terminate = match (mode, &opening) {
+        (_, Opening::MeshTls) => true,
+        (MtlsMode::Strict, Opening::OtherTls) => true, // fails: no mesh certificate
+        (MtlsMode::Strict, Opening::Plaintext) => {
             refused(forwarder, Direction::Inbound, "plaintext");
             return Err(io_error(format!(
                 "plaintext to port {} refused: mTLS is STRICT",
                 original.port()
             )));
         }
+        _ => false,
+    };
+    if !terminate {
         let server = connect(forwarder, Direction::Inbound, app).await?;
         return relay(forwarder, Direction::Inbound, client, server).await;
     }
@@ -466,6 +506,16 @@ mod tests {
             }]),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn openings() {
+        assert_eq!(classify(b""), Opening::Plaintext);
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Opening::Plaintext);
+        assert_eq!(classify(b"\x16\x03\x01\x00\x05hello"), Opening::OtherTls);
+        let mut hello = b"\x16\x03\x01\x00\x40....".to_vec();
+        hello.extend_from_slice(ALPN_TCP);
+        assert_eq!(classify(&hello), Opening::MeshTls);
     }
 
     #[test]

@@ -155,3 +155,44 @@ async fn permissive_accepts_plaintext_and_mtls() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[tokio::test]
+async fn the_apps_own_tls_passes_through_and_disable_still_carries_the_mesh() {
+    let root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
+    let app = echo_app().await;
+    // A TLS record that is not a peer proxy's ClientHello: an app that
+    // terminates TLS itself gets it untouched.
+    let app_tls = b"\x16\x03\x01\x00\x05hello";
+    for mode in [MtlsMode::Permissive, MtlsMode::Disable] {
+        let server_dir = temp(&format!("{mode:?}-server"));
+        volumes(
+            &server_dir,
+            &server_config(mode),
+            &workload(&root, "web"),
+            &root,
+        );
+        let (server, server_state) = proxy(&server_dir, Direction::Inbound, app).await;
+        assert_eq!(exchange(server, app_tls).await, app_tls, "{mode:?}");
+        assert_eq!(exchange(server, b"plain").await, b"plain", "{mode:?}");
+
+        let client_dir = temp(&format!("{mode:?}-client"));
+        volumes(
+            &client_dir,
+            &client_config(server, "web"),
+            &workload(&root, "client"),
+            &root,
+        );
+        let (client, _) = proxy(
+            &client_dir,
+            Direction::Outbound,
+            SERVICE.parse().expect("address"),
+        )
+        .await;
+        assert_eq!(exchange(client, b"meshed").await, b"meshed", "{mode:?}");
+        let accepted = r#"plexus_proxy_tcp_mtls_total{direction="inbound",peer_identity="spiffe://cluster.local/ns/demo/sa/client"}"#;
+        assert_eq!(count(&metrics(&server_state), accepted), 1, "{mode:?}");
+        for dir in [server_dir, client_dir] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
