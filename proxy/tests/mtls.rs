@@ -10,7 +10,6 @@ use std::time::SystemTime;
 
 use plexus_config::MtlsMode;
 use plexus_operator::ca::generate_root;
-use plexus_proxy::metrics::Direction;
 use support::*;
 
 #[tokio::test]
@@ -18,28 +17,10 @@ async fn tcp_between_two_proxies_goes_over_mtls_with_checked_identities() {
     let root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
     let app = echo_app().await;
 
-    let server_dir = temp("server");
-    volumes(
-        &server_dir,
-        &server_config(MtlsMode::Strict),
-        &workload(&root, "web"),
-        &root,
-    );
-    let (server, server_state) = proxy(&server_dir, Direction::Inbound, app).await;
-
-    let client_dir = temp("client");
-    volumes(
-        &client_dir,
-        &client_config(server, "web"),
-        &workload(&root, "client"),
-        &root,
-    );
-    let (client, client_state) = proxy(
-        &client_dir,
-        Direction::Outbound,
-        SERVICE.parse().expect("address"),
-    )
-    .await;
+    let (server, server_state, server_dir) =
+        server_proxy("server", &root, MtlsMode::Strict, app).await;
+    let (client, client_state, client_dir) =
+        client_proxy("client", &root, &root, server, "web").await;
 
     assert_eq!(
         exchange(client, b"hello through the mesh").await,
@@ -65,19 +46,8 @@ async fn tcp_between_two_proxies_goes_over_mtls_with_checked_identities() {
     );
 
     // A client proxy that expects another identity at that endpoint.
-    let wrong_dir = temp("wrong");
-    volumes(
-        &wrong_dir,
-        &client_config(server, "billing"),
-        &workload(&root, "client"),
-        &root,
-    );
-    let (wrong, wrong_state) = proxy(
-        &wrong_dir,
-        Direction::Outbound,
-        SERVICE.parse().expect("address"),
-    )
-    .await;
+    let (wrong, wrong_state, wrong_dir) =
+        client_proxy("wrong", &root, &root, server, "billing").await;
     assert_eq!(exchange(wrong, b"hello").await, b"");
     assert!(
         metrics(&wrong_state).contains(
@@ -94,19 +64,8 @@ async fn tcp_between_two_proxies_goes_over_mtls_with_checked_identities() {
 
     // A client whose certificate another root signed: the server refuses it.
     let other_root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
-    let stranger_dir = temp("stranger");
-    volumes(
-        &stranger_dir,
-        &client_config(server, "web"),
-        &workload(&other_root, "client"),
-        &root,
-    );
-    let (stranger, _) = proxy(
-        &stranger_dir,
-        Direction::Outbound,
-        SERVICE.parse().expect("address"),
-    )
-    .await;
+    let (stranger, _, stranger_dir) =
+        client_proxy("stranger", &other_root, &root, server, "web").await;
     assert_eq!(exchange(stranger, b"hello").await, b"");
     let handshakes = r#"plexus_proxy_tcp_refused_total{direction="inbound",reason="handshake"}"#;
     // The wrong-identity client gave up its handshake, the stranger's was refused.
@@ -127,29 +86,12 @@ async fn tcp_between_two_proxies_goes_over_mtls_with_checked_identities() {
 async fn permissive_accepts_plaintext_and_mtls() {
     let root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
     let app = echo_app().await;
-    let server_dir = temp("permissive");
-    volumes(
-        &server_dir,
-        &server_config(MtlsMode::Permissive),
-        &workload(&root, "web"),
-        &root,
-    );
-    let (server, _) = proxy(&server_dir, Direction::Inbound, app).await;
+    let (server, _, server_dir) =
+        server_proxy("permissive", &root, MtlsMode::Permissive, app).await;
     assert_eq!(exchange(server, b"plaintext").await, b"plaintext");
 
-    let client_dir = temp("permissive-client");
-    volumes(
-        &client_dir,
-        &client_config(server, "web"),
-        &workload(&root, "client"),
-        &root,
-    );
-    let (client, _) = proxy(
-        &client_dir,
-        Direction::Outbound,
-        SERVICE.parse().expect("address"),
-    )
-    .await;
+    let (client, _, client_dir) =
+        client_proxy("permissive-client", &root, &root, server, "web").await;
     assert_eq!(exchange(client, b"over mtls").await, b"over mtls");
     for dir in [server_dir, client_dir] {
         let _ = std::fs::remove_dir_all(dir);
@@ -164,30 +106,13 @@ async fn the_apps_own_tls_passes_through_and_disable_still_carries_the_mesh() {
     // terminates TLS itself gets it untouched.
     let app_tls = b"\x16\x03\x01\x00\x05hello";
     for mode in [MtlsMode::Permissive, MtlsMode::Disable] {
-        let server_dir = temp(&format!("{mode:?}-server"));
-        volumes(
-            &server_dir,
-            &server_config(mode),
-            &workload(&root, "web"),
-            &root,
-        );
-        let (server, server_state) = proxy(&server_dir, Direction::Inbound, app).await;
+        let (server, server_state, server_dir) =
+            server_proxy(&format!("{mode:?}-server"), &root, mode, app).await;
         assert_eq!(exchange(server, app_tls).await, app_tls, "{mode:?}");
         assert_eq!(exchange(server, b"plain").await, b"plain", "{mode:?}");
 
-        let client_dir = temp(&format!("{mode:?}-client"));
-        volumes(
-            &client_dir,
-            &client_config(server, "web"),
-            &workload(&root, "client"),
-            &root,
-        );
-        let (client, _) = proxy(
-            &client_dir,
-            Direction::Outbound,
-            SERVICE.parse().expect("address"),
-        )
-        .await;
+        let (client, _, client_dir) =
+            client_proxy(&format!("{mode:?}-client"), &root, &root, server, "web").await;
         assert_eq!(exchange(client, b"meshed").await, b"meshed", "{mode:?}");
         let accepted = r#"plexus_proxy_tcp_mtls_total{direction="inbound",peer_identity="spiffe://cluster.local/ns/demo/sa/client"}"#;
         assert_eq!(count(&metrics(&server_state), accepted), 1, "{mode:?}");

@@ -8,6 +8,8 @@
 //! Addresses: 198.18.250.1 and .2 on the veth pair, service 198.19.250.10,
 //! all inside the two namespaces (nothing leaves them).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use plexus_config::{
     Endpoint, Inbound, MtlsMode, MtlsRule, ProxyConfig, SCHEMA, Service, ServicePort,
 };
-use plexus_operator::ca::{CertifiedKey, SpiffeId, generate_root, issue_workload};
+use plexus_operator::ca::generate_root;
 
 const PROXY: &str = env!("CARGO_BIN_EXE_plexus-proxy");
 const CLIENT_IP: &str = "198.18.250.1";
@@ -74,43 +76,6 @@ impl Pods {
             .spawn()
             .expect("spawning in the namespace");
         self.children.push(child);
-    }
-}
-
-fn workload(root: &CertifiedKey, sa: &str) -> CertifiedKey {
-    let id = SpiffeId {
-        trust_domain: "cluster.local".into(),
-        namespace: "demo".into(),
-        service_account: sa.into(),
-    };
-    issue_workload(root, &id, SystemTime::now(), Duration::from_secs(86_400)).expect("certificate")
-}
-
-/// Writes a proxy's volumes, readable by its user.
-fn volumes(dir: &Path, config: &ProxyConfig, identity: &CertifiedKey, root: &CertifiedKey) {
-    use std::os::unix::fs::PermissionsExt;
-    for sub in ["config", "identity"] {
-        std::fs::create_dir_all(dir.join(sub)).expect("dir");
-    }
-    std::fs::write(
-        dir.join("config").join(plexus_config::CONFIG_KEY),
-        config.to_gzip(),
-    )
-    .expect("config");
-    std::fs::write(dir.join("identity/tls.crt"), &identity.cert_pem).expect("cert");
-    std::fs::write(dir.join("identity/tls.key"), &identity.key_pem).expect("key");
-    std::fs::write(dir.join("identity/ca.crt"), &root.cert_pem).expect("bundle");
-    for path in [dir.to_path_buf(), dir.join("config"), dir.join("identity")] {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    for file in [
-        "config/config.json.gz",
-        "identity/tls.crt",
-        "identity/tls.key",
-        "identity/ca.crt",
-    ] {
-        std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(0o644))
-            .expect("chmod");
     }
 }
 
@@ -267,16 +232,17 @@ fn two_pods_talk_through_their_proxies_over_mtls() {
         Duration::from_secs(86_400),
     )
     .expect("root");
-    volumes(
+    // Files 0644 and directories 0755 (the umask): readable by the proxies' user.
+    support::volumes(
         &dir.join("client"),
         &config(MtlsMode::Strict),
-        &workload(&root, "client"),
+        &support::workload(&root, "client"),
         &root,
     );
-    volumes(
+    support::volumes(
         &dir.join("server"),
         &config(MtlsMode::Strict),
-        &workload(&root, "echo"),
+        &support::workload(&root, "echo"),
         &root,
     );
 

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use plexus_config::MtlsMode;
 use plexus_operator::ca::generate_root;
-use plexus_proxy::metrics::Direction;
 use plexus_proxy::state::ProxyState;
 use support::*;
 
@@ -32,27 +31,10 @@ fn reloading(states: Vec<Arc<ProxyState>>, stop: Arc<AtomicBool>) -> tokio::task
 async fn a_configuration_change_and_a_certificate_rotation_fail_nothing() {
     let root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
     let app = echo_app().await;
-    let server_dir = temp("reload-server");
-    volumes(
-        &server_dir,
-        &server_config(MtlsMode::Strict),
-        &workload(&root, "web"),
-        &root,
-    );
-    let (server, server_state) = proxy(&server_dir, Direction::Inbound, app).await;
-    let client_dir = temp("reload-client");
-    volumes(
-        &client_dir,
-        &client_config(server, "web"),
-        &workload(&root, "client"),
-        &root,
-    );
-    let (client, client_state) = proxy(
-        &client_dir,
-        Direction::Outbound,
-        SERVICE.parse().expect("address"),
-    )
-    .await;
+    let (server, server_state, server_dir) =
+        server_proxy("reload-server", &root, MtlsMode::Strict, app).await;
+    let (client, client_state, client_dir) =
+        client_proxy("reload-client", &root, &root, server, "web").await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let reloader = reloading(

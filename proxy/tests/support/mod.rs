@@ -205,3 +205,40 @@ pub fn metrics(state: &ProxyState) -> String {
 pub fn temp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("plexus-mtls-{}-{name}", std::process::id()))
 }
+
+/// A server proxy: inbound, in front of `app`, in `mode`, with the
+/// identity of ServiceAccount `web` from `root`. Returns its listener, its
+/// state and its volumes' directory.
+pub async fn server_proxy(
+    name: &str,
+    root: &CertifiedKey,
+    mode: MtlsMode,
+    app: SocketAddr,
+) -> (SocketAddr, Arc<ProxyState>, std::path::PathBuf) {
+    let dir = temp(name);
+    volumes(&dir, &server_config(mode), &workload(root, "web"), root);
+    let (addr, state) = proxy(&dir, Direction::Inbound, app).await;
+    (addr, state, dir)
+}
+
+/// A client proxy: outbound, its app dialling [`SERVICE`], expecting
+/// `expected_sa` at `server`, with the identity of ServiceAccount `client`
+/// issued by `issuer` and trusting `root`.
+pub async fn client_proxy(
+    name: &str,
+    issuer: &CertifiedKey,
+    root: &CertifiedKey,
+    server: SocketAddr,
+    expected_sa: &str,
+) -> (SocketAddr, Arc<ProxyState>, std::path::PathBuf) {
+    let dir = temp(name);
+    volumes(
+        &dir,
+        &client_config(server, expected_sa),
+        &workload(issuer, "client"),
+        root,
+    );
+    let service = SERVICE.parse().unwrap_or_else(|e| panic!("{SERVICE}: {e}"));
+    let (addr, state) = proxy(&dir, Direction::Outbound, service).await;
+    (addr, state, dir)
+}
