@@ -19,19 +19,24 @@ fn decode_patch(response: &Value) -> Vec<Value> {
     serde_json::from_slice(&bytes).expect("JSON patch")
 }
 
+/// Posts `review` to /mutate; the answer must be HTTP 200 with JSON.
+async fn mutate(conn: &mut support::Connection, review: &Value) -> anyhow::Result<Value> {
+    let (status, body) = conn
+        .request("POST", "/mutate", serde_json::to_vec(review)?)
+        .await?;
+    anyhow::ensure!(
+        status == 200,
+        "HTTP {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(serde_json::from_slice(&body)?)
+}
+
 #[tokio::test]
 async fn a_pod_in_a_labelled_namespace_gets_the_proxy() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let mut conn = server.connect(&server.cert).await?;
-    let (status, body) = conn
-        .request(
-            "POST",
-            "/mutate",
-            serde_json::to_vec(&review("demo", "u-1"))?,
-        )
-        .await?;
-    assert_eq!(status, 200);
-    let answer: Value = serde_json::from_slice(&body)?;
+    let answer = mutate(&mut conn, &review("demo", "u-1")).await?;
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(answer["kind"], "AdmissionReview");
     assert_eq!(answer["response"]["uid"], "u-1");
@@ -58,26 +63,14 @@ async fn other_pods_are_admitted_unchanged() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let mut conn = server.connect(&server.cert).await?;
 
-    let (status, body) = conn
-        .request(
-            "POST",
-            "/mutate",
-            serde_json::to_vec(&review("other", "u-2"))?,
-        )
-        .await?;
-    assert_eq!(status, 200);
-    let answer: Value = serde_json::from_slice(&body)?;
+    let answer = mutate(&mut conn, &review("other", "u-2")).await?;
     assert_eq!(answer["response"]["allowed"], true);
     assert!(answer["response"].get("patch").is_none(), "{answer}");
 
     // An injected pod whose annotation is wrong: admitted, no patch, a warning.
     let mut bad = review("demo", "u-3");
     bad["request"]["object"]["metadata"]["annotations"] = json!({"plexus.dev/proxy-cpu": "fast"});
-    let (status, body) = conn
-        .request("POST", "/mutate", serde_json::to_vec(&bad)?)
-        .await?;
-    assert_eq!(status, 200);
-    let answer: Value = serde_json::from_slice(&body)?;
+    let answer = mutate(&mut conn, &bad).await?;
     assert_eq!(answer["response"]["allowed"], true);
     assert!(answer["response"].get("patch").is_none());
     let warning = answer["response"]["warnings"][0]
@@ -90,11 +83,7 @@ async fn other_pods_are_admitted_unchanged() -> anyhow::Result<()> {
     deployment["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
     deployment["request"]["object"] = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}});
-    let (status, body) = conn
-        .request("POST", "/mutate", serde_json::to_vec(&deployment)?)
-        .await?;
-    assert_eq!(status, 200);
-    let answer: Value = serde_json::from_slice(&body)?;
+    let answer = mutate(&mut conn, &deployment).await?;
     assert_eq!(answer["response"]["allowed"], true);
     assert_eq!(answer["response"]["uid"], "u-5");
     assert!(answer["response"].get("patch").is_none());
