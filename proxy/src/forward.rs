@@ -6,19 +6,20 @@
 //! app on localhost.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use plexus_config::{MtlsMode, OutboundPolicy, ProxyConfig, selects};
+use plexus_config::{MtlsMode, Protocol, ProxyConfig, selects};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::http::{Detected, Prefixed, Upstreams};
 use crate::metrics::{Direction, DirectionLabels, Metrics, PeerLabels, RefusedLabels};
+use crate::routes::{Destination, Table};
 use crate::state::ProxyState;
-use crate::tls::{ALPN_TCP, server_name, spiffe_id};
+use crate::tls::{ALPN_H2, ALPN_TCP, server_name, spiffe_id};
 
 /// How long connecting to a destination may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,7 +49,8 @@ pub struct Forwarder {
     pub state: Arc<ProxyState>,
     pub labels: BTreeMap<String, String>,
     pub original: Box<dyn OriginalDst>,
-    next: AtomicUsize,
+    /// HTTP connections to endpoints and to the app.
+    pub upstreams: Upstreams,
 }
 
 impl Forwarder {
@@ -61,7 +63,7 @@ impl Forwarder {
             state,
             labels,
             original,
-            next: AtomicUsize::new(0),
+            upstreams: Upstreams::default(),
         }
     }
 
@@ -82,58 +84,32 @@ pub enum Plan {
     Refuse,
 }
 
-/// The plan for a connection to `original`: a service address picks one of
-/// its endpoints (`pick` chooses among them), a pod address is that
-/// endpoint; a meshed endpoint is reached over mTLS. Anything else passes
-/// through, or is refused under the REGISTRY_ONLY outbound policy.
-pub fn plan(config: &ProxyConfig, original: SocketAddr, pick: impl FnOnce(usize) -> usize) -> Plan {
-    let ip = original.ip().to_string();
-    let port = original.port();
-    let identity = |namespace: &str, sa: &Option<String>| {
-        sa.as_ref().map(|sa| config.spiffe_id(namespace, sa))
+/// The plan for a TCP connection to `original`: a service address picks
+/// one of its endpoints (by the cluster's balancer; `random` draws below its
+/// argument), a pod address is that endpoint; a meshed endpoint is reached
+/// over mTLS, an unmeshed one as addressed. Anything else passes through,
+/// or is refused under the REGISTRY_ONLY outbound policy.
+pub fn plan(table: &Table, original: SocketAddr, random: impl FnMut(usize) -> usize) -> Plan {
+    let target = match table.destination(original) {
+        Destination::Service { service, port } => {
+            match table
+                .service_cluster(service, port)
+                .and_then(|c| c.pick(random, None))
+            {
+                Some(target) => target.clone(),
+                None => return Plan::Plain(original),
+            }
+        }
+        Destination::Pod(target) => target,
+        Destination::Passthrough => return Plan::Plain(original),
+        Destination::Refuse => return Plan::Refuse,
     };
-    if let Some((service, service_port)) = config.services.iter().find_map(|s| {
-        s.addresses
-            .contains(&ip)
-            .then(|| s.ports.iter().find(|p| p.port == port).map(|p| (s, p)))
-            .flatten()
-    }) {
-        if service.endpoints.is_empty() {
-            return Plan::Plain(original);
-        }
-        let endpoint = &service.endpoints[pick(service.endpoints.len()) % service.endpoints.len()];
-        let target_port = endpoint
-            .ports
-            .get(&port)
-            .copied()
-            .or(service_port.target_port)
-            .unwrap_or(port);
-        return match (
-            endpoint.ip.parse::<IpAddr>(),
-            identity(&service.namespace, &endpoint.sa),
-        ) {
-            (Ok(ip), Some(identity)) if endpoint.meshed => Plan::Mesh {
-                addr: SocketAddr::new(ip, target_port),
-                identity,
-            },
-            _ => Plan::Plain(original),
-        };
-    }
-    // A pod addressed directly (headless services, StatefulSets).
-    for service in config.services.iter() {
-        if let Some(endpoint) = service.endpoints.iter().find(|e| e.ip == ip) {
-            return match identity(&service.namespace, &endpoint.sa) {
-                Some(identity) if endpoint.meshed => Plan::Mesh {
-                    addr: original,
-                    identity,
-                },
-                _ => Plan::Plain(original),
-            };
-        }
-    }
-    match config.outbound_policy {
-        OutboundPolicy::AllowAny => Plan::Plain(original),
-        OutboundPolicy::RegistryOnly => Plan::Refuse,
+    match &target.identity {
+        Some(identity) => Plan::Mesh {
+            addr: target.addr,
+            identity: identity.clone(),
+        },
+        None => Plan::Plain(original),
     }
 }
 
@@ -177,14 +153,15 @@ pub async fn serve(
             _ = stopped(&mut stop) => break,
         };
         let forwarder = forwarder.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let metrics = forwarder.metrics();
             let labels = DirectionLabels::from(direction);
             metrics.tcp_opened.get_or_create(&labels).inc();
             metrics.tcp_active.inc();
             let result = match direction {
-                Direction::Outbound => outbound(&forwarder, stream, own).await,
-                Direction::Inbound => inbound(&forwarder, stream, own).await,
+                Direction::Outbound => outbound(&forwarder, stream, own, stop.clone()).await,
+                Direction::Inbound => inbound(&forwarder, stream, own, stop.clone()).await,
             };
             if let Err(error) = result {
                 tracing::debug!(%error, %peer, direction = direction.as_str(), "connection failed");
@@ -270,18 +247,38 @@ where
 }
 
 async fn outbound(
-    forwarder: &Forwarder,
-    client: TcpStream,
+    forwarder: &Arc<Forwarder>,
+    mut client: TcpStream,
     own: Option<SocketAddr>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let original = forwarder.original.original_dst(&client)?;
     let original = target(Direction::Outbound, original, own)
         .ok_or_else(|| io_error(format!("{original} is the proxy itself")))?;
     client.set_nodelay(true)?;
-    let plan = match forwarder.state.config() {
-        Some(config) => plan(&config, original, |n| {
-            forwarder.next.fetch_add(1, Ordering::Relaxed) % n
-        }),
+    let table = forwarder.state.table();
+    // Known destinations whose port is not declared TCP: HTTP is detected.
+    let detect = table
+        .as_ref()
+        .is_some_and(|table| match table.destination(original) {
+            Destination::Service { service, port } => {
+                !matches!(table.protocol(service, port), Protocol::Tcp | Protocol::Tls)
+            }
+            Destination::Pod(_) => true,
+            Destination::Passthrough | Destination::Refuse => false,
+        });
+    let (protocol, opening) = if detect {
+        crate::http::detect(&mut client, DETECT_TIMEOUT).await?
+    } else {
+        (Detected::Opaque, Vec::new())
+    };
+    let client = Prefixed::new(opening, client);
+    if protocol != Detected::Opaque {
+        return crate::http::serve_outbound(forwarder.clone(), client, protocol, original, stop)
+            .await;
+    }
+    let plan = match table {
+        Some(table) => plan(&table, original, |n| fastrand::usize(..n)),
         None => Plan::Plain(original),
     };
     match plan {
@@ -300,7 +297,7 @@ async fn outbound(
                 io_error("no certificate yet: cannot reach a meshed endpoint".into())
             })?;
             let config = tls
-                .client_config(&identity)
+                .client_config(&identity, ALPN_TCP)
                 .map_err(|e| io_error(e.to_string()))?;
             let server = connect(forwarder, Direction::Outbound, addr).await?;
             let handshake = TlsConnector::from(config).connect(server_name(), server);
@@ -321,7 +318,7 @@ async fn outbound(
     }
 }
 
-fn refused(forwarder: &Forwarder, direction: Direction, reason: &'static str) {
+pub(crate) fn refused(forwarder: &Forwarder, direction: Direction, reason: &'static str) {
     forwarder
         .metrics()
         .tcp_refused
@@ -332,7 +329,7 @@ fn refused(forwarder: &Forwarder, direction: Direction, reason: &'static str) {
         .inc();
 }
 
-fn mtls_opened(forwarder: &Forwarder, direction: Direction, peer: &str) {
+pub(crate) fn mtls_opened(forwarder: &Forwarder, direction: Direction, peer: &str) {
     forwarder
         .metrics()
         .tcp_mtls
@@ -357,7 +354,13 @@ pub enum Opening {
 /// Classifies the bytes a connection opened with.
 pub fn classify(opening: &[u8]) -> Opening {
     match opening.first() {
-        Some(0x16) if opening.windows(ALPN_TCP.len()).any(|w| w == ALPN_TCP) => Opening::MeshTls,
+        Some(0x16)
+            if [ALPN_TCP, ALPN_H2]
+                .iter()
+                .any(|alpn| opening.windows(alpn.len()).any(|w| w == *alpn)) =>
+        {
+            Opening::MeshTls
+        }
         Some(0x16) => Opening::OtherTls,
         _ => Opening::Plaintext,
     }
@@ -389,9 +392,10 @@ async fn peek_opening(stream: &TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 async fn inbound(
-    forwarder: &Forwarder,
+    forwarder: &Arc<Forwarder>,
     client: TcpStream,
     own: Option<SocketAddr>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let original = forwarder.original.original_dst(&client)?;
     let app = target(Direction::Inbound, original, own)
@@ -450,6 +454,9 @@ async fn inbound(
         .unwrap_or_else(|| "unknown".into());
     mtls_opened(forwarder, Direction::Inbound, &peer);
     tracing::debug!(%peer, port = original.port(), "mTLS connection");
+    if client.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
+        return crate::http::serve_inbound(forwarder.clone(), client, peer, app.port(), stop).await;
+    }
     let server = connect(forwarder, Direction::Inbound, app).await?;
     relay(forwarder, Direction::Inbound, client, server).await
 }
@@ -520,10 +527,10 @@ mod tests {
 
     #[test]
     fn plans() {
-        let config = config();
+        let table = Table::new(Arc::new(config())).expect("compiles");
         let to = |s: &str| s.parse::<SocketAddr>().expect("address");
         assert_eq!(
-            plan(&config, to("198.19.0.10:80"), |_| 0),
+            plan(&table, to("198.19.0.10:80"), |_| 0),
             Plan::Mesh {
                 addr: to("198.18.0.7:8080"),
                 identity: "spiffe://cluster.local/ns/demo/sa/web".into()
@@ -531,12 +538,12 @@ mod tests {
         );
         // The unmeshed endpoint: as addressed, in plaintext.
         assert_eq!(
-            plan(&config, to("198.19.0.10:80"), |_| 1),
+            plan(&table, to("198.19.0.10:80"), |_| 1),
             Plan::Plain(to("198.19.0.10:80"))
         );
         // The meshed pod addressed directly.
         assert_eq!(
-            plan(&config, to("198.18.0.7:8080"), |_| 0),
+            plan(&table, to("198.18.0.7:8080"), |_| 0),
             Plan::Mesh {
                 addr: to("198.18.0.7:8080"),
                 identity: "spiffe://cluster.local/ns/demo/sa/web".into()
@@ -544,18 +551,19 @@ mod tests {
         );
         // Another port of the service's address, or anything else.
         assert_eq!(
-            plan(&config, to("198.19.0.10:81"), |_| 0),
+            plan(&table, to("198.19.0.10:81"), |_| 0),
             Plan::Plain(to("198.19.0.10:81"))
         );
         assert_eq!(
-            plan(&config, to("192.0.2.1:443"), |_| 0),
+            plan(&table, to("192.0.2.1:443"), |_| 0),
             Plan::Plain(to("192.0.2.1:443"))
         );
         // Under REGISTRY_ONLY, only the unknown destination is refused.
-        let strict = ProxyConfig {
-            outbound_policy: OutboundPolicy::RegistryOnly,
-            ..config
-        };
+        let strict = Table::new(Arc::new(ProxyConfig {
+            outbound_policy: plexus_config::OutboundPolicy::RegistryOnly,
+            ..config()
+        }))
+        .expect("compiles");
         assert_eq!(plan(&strict, to("192.0.2.1:443"), |_| 0), Plan::Refuse);
         assert_eq!(
             plan(&strict, to("198.18.0.8:8080"), |_| 0),

@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -50,6 +51,11 @@ pub struct PeerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// config or identity.
     pub source: &'static str,
@@ -57,7 +63,39 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// One HTTP request's labels. Identities are SPIFFE IDs ("" where the side
+/// has none: an unmeshed destination).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub direction: &'static str,
+    pub src_identity: String,
+    pub dst_identity: String,
+    /// The route taken (outbound): `<kind>/<namespace>/<name>[/<route>]`,
+    /// "default" without one; "" inbound.
+    pub route: String,
+    /// The destination service, `<namespace>/<name>` ("" inbound).
+    pub dst_service: String,
+    /// The response's status code.
+    pub status: u16,
+}
+
+/// Latency buckets, in seconds: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+pub type Histograms = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
 pub struct Metrics {
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to the response's headers.
+    pub request_latency: Histograms,
+    /// Requests sent again, by route.
+    pub retries: Family<RouteLabels, Counter>,
     pub tcp_opened: Family<DirectionLabels, Counter>,
     pub tcp_closed: Family<DirectionLabels, Counter>,
     pub tcp_connect_errors: Family<DirectionLabels, Counter>,
@@ -76,6 +114,9 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("plexus_proxy");
         let metrics = Self {
+            requests: Family::default(),
+            request_latency: Family::new_with_constructor(latency_histogram),
+            retries: Family::default(),
             tcp_opened: Family::default(),
             tcp_closed: Family::default(),
             tcp_connect_errors: Family::default(),
@@ -87,6 +128,21 @@ impl Default for Metrics {
             reloads: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "requests",
+            "HTTP requests answered, by direction, identities, route and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "request_latency_seconds",
+            "Time from a request to its response's headers",
+            metrics.request_latency.clone(),
+        );
+        registry.register(
+            "retries",
+            "HTTP requests sent again by a route's retry policy",
+            metrics.retries.clone(),
+        );
         registry.register(
             "tcp_open",
             "TCP connections accepted",
@@ -144,6 +200,14 @@ impl Metrics {
         self.reloads
             .get_or_create(&ReloadLabels { source, result })
             .inc();
+    }
+
+    /// Counts an answered request and its latency.
+    pub fn request(&self, labels: RequestLabels, elapsed: std::time::Duration) {
+        self.request_latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.requests.get_or_create(&labels).inc();
     }
 
     pub fn encode(&self) -> String {

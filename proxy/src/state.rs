@@ -12,6 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::metrics::Metrics;
+use crate::routes::Table;
 use crate::tls::Tls;
 
 /// A workload certificate: the leaf and its chain, its key, and the roots
@@ -51,7 +52,8 @@ pub fn parse_identity(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Identity, St
 
 #[derive(Default)]
 struct Current {
-    config: Option<Arc<ProxyConfig>>,
+    /// The configuration, compiled.
+    table: Option<Arc<Table>>,
     /// SHA-256 of the configuration as mounted, hex: its version.
     config_version: Option<String>,
     config_bytes: Vec<u8>,
@@ -88,7 +90,12 @@ impl ProxyState {
     }
 
     pub fn config(&self) -> Option<Arc<ProxyConfig>> {
-        self.current.read().ok().and_then(|c| c.config.clone())
+        self.table().map(|t| t.config.clone())
+    }
+
+    /// The configuration in force, compiled for routing.
+    pub fn table(&self) -> Option<Arc<Table>> {
+        self.current.read().ok().and_then(|c| c.table.clone())
     }
 
     /// The version (content digest) of the configuration in force.
@@ -135,13 +142,16 @@ impl ProxyState {
         if self.current.read().is_ok_and(|c| c.config_bytes == bytes) {
             return;
         }
-        match ProxyConfig::from_gzip(&bytes) {
-            Ok(config) => {
+        let compiled = ProxyConfig::from_gzip(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|config| Table::new(Arc::new(config)).map_err(|e| e.to_string()));
+        match compiled {
+            Ok(table) => {
                 let version = digest(&bytes);
-                tracing::info!(services = config.services.len(), %version, "configuration loaded");
+                tracing::info!(services = table.config.services.len(), %version, "configuration loaded");
                 self.metrics.reload("config", "loaded");
                 if let Ok(mut current) = self.current.write() {
-                    current.config = Some(Arc::new(config));
+                    current.table = Some(Arc::new(table));
                     current.config_version = Some(version);
                     current.config_bytes = bytes;
                 }

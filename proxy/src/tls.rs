@@ -18,6 +18,8 @@ use crate::state::Identity;
 
 /// ALPN of opaque TCP carried between proxies.
 pub const ALPN_TCP: &[u8] = b"plexus.tcp/1";
+/// ALPN of HTTP carried between proxies (as HTTP/2, whatever the app spoke).
+pub const ALPN_H2: &[u8] = b"plexus.h2/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -49,6 +51,9 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The identity a client configuration accepts and the ALPN it offers.
+type ClientKey = (String, &'static [u8]);
+
 /// The TLS side of one identity: built when a certificate is loaded, so
 /// that a certificate that cannot serve is rejected then.
 pub struct Tls {
@@ -57,8 +62,8 @@ pub struct Tls {
     roots: Arc<RootCertStore>,
     key: Arc<CertifiedKey>,
     server: Arc<ServerConfig>,
-    /// Client configurations by the identity they accept.
-    clients: Mutex<HashMap<String, Arc<ClientConfig>>>,
+    /// Client configurations by the identity they accept and their ALPN.
+    clients: Mutex<HashMap<ClientKey, Arc<ClientConfig>>>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -100,7 +105,7 @@ impl Tls {
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key.clone())));
-        server.alpn_protocols = vec![ALPN_TCP.to_vec()];
+        server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_TCP.to_vec()];
         Ok(Self {
             id,
             roots,
@@ -114,10 +119,16 @@ impl Tls {
         self.server.clone()
     }
 
-    /// A client configuration that accepts only a peer proving `expected`.
-    pub fn client_config(&self, expected: &str) -> Result<Arc<ClientConfig>, TlsError> {
+    /// A client configuration that accepts only a peer proving `expected`
+    /// and offers `alpn` ([`ALPN_TCP`] or [`ALPN_H2`]).
+    pub fn client_config(
+        &self,
+        expected: &str,
+        alpn: &'static [u8],
+    ) -> Result<Arc<ClientConfig>, TlsError> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(config) = clients.get(expected) {
+        let key = (expected.to_owned(), alpn);
+        if let Some(config) = clients.get(&key) {
             return Ok(config.clone());
         }
         let provider = provider();
@@ -134,9 +145,9 @@ impl Tls {
             .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
                 self.key.clone(),
             )));
-        config.alpn_protocols = vec![ALPN_TCP.to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let config = Arc::new(config);
-        clients.insert(expected.to_owned(), config.clone());
+        clients.insert(key, config.clone());
         Ok(config)
     }
 }
