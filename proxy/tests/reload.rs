@@ -1,7 +1,8 @@
-//! Under steady load through two proxies over mTLS, a configuration change
-//! and a certificate rotation (both swapped in as the kubelet does) cause no
-//! failed connection: new connections use the new versions, open ones are
-//! left alone.
+//! Under steady load through proxies over mTLS, TCP connections and HTTP
+//! requests, a configuration change and a certificate rotation (both swapped
+//! in as the kubelet does) cause no failed connection and no failed
+//! request: new connections and requests use the new versions, open ones
+//! are left alone.
 
 mod support;
 
@@ -35,12 +36,16 @@ async fn a_configuration_change_and_a_certificate_rotation_fail_nothing() {
         server_proxy("reload-server", &root, MtlsMode::Strict, app).await;
     let (client, client_state, client_dir) =
         client_proxy("reload-client", &root, &root, server, "web").await;
+    let http = mesh("reload-http").await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let reloader = reloading(
-        vec![server_state.clone(), client_state.clone()],
-        stop.clone(),
-    );
+    let mut states = vec![
+        server_state.clone(),
+        client_state.clone(),
+        http.client_state.clone(),
+    ];
+    states.extend(http.server_states.iter().cloned());
+    let reloader = reloading(states, stop.clone());
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     // Four clients, each connection in turn: bounded by the stop flag and
     // by the test's own length (about three seconds).
@@ -61,8 +66,40 @@ async fn a_configuration_change_and_a_certificate_rotation_fail_nothing() {
             })
         })
         .collect();
+    // And four HTTP clients, pooled connections, one request after another.
+    let (requests_ok, requests_failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let http_load: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), requests_ok.clone(), requests_failed.clone());
+            let proxy = http.client;
+            tokio::spawn(async move {
+                let client = http_client(false);
+                while !stop.load(Ordering::Relaxed) {
+                    match get(&client, proxy, "/", &[]).await {
+                        Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            eprintln!("failed request: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
 
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // The HTTP client's routes change: the split turns 50/50.
+    let mut split = routed_config(http.server_addrs[0], http.server_addrs[1]);
+    let mut services = (*split.services).clone();
+    if let Some(route) = services[0].http.last_mut() {
+        route.backends[0].weight = 50;
+        route.backends[1].weight = 50;
+    }
+    split.services = Arc::new(services);
+    update(
+        &http.dirs[0].join("config"),
+        &[(plexus_config::CONFIG_KEY, split.to_gzip())],
+    );
     // A configuration change: the client's view gains a second service.
     let mut changed = client_config(server, "web");
     let mut services = (*changed.services).clone();
@@ -77,9 +114,16 @@ async fn a_configuration_change_and_a_certificate_rotation_fail_nothing() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // A certificate rotation on both sides (new keys, same root).
-    for (dir, sa) in [(&server_dir, "web"), (&client_dir, "client")] {
-        let identity = workload(&root, sa);
+    // A certificate rotation on every side (new keys, same root).
+    let rotations = [
+        (&server_dir, "web", &root),
+        (&client_dir, "client", &root),
+        (&http.dirs[0], "client", &http.root),
+        (&http.dirs[1], "web", &http.root),
+        (&http.dirs[2], "web", &http.root),
+    ];
+    for (dir, sa, root) in rotations {
+        let identity = workload(root, sa);
         update(
             &dir.join("identity"),
             &[
@@ -91,15 +135,41 @@ async fn a_configuration_change_and_a_certificate_rotation_fail_nothing() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
-    for task in load {
+    for task in load.into_iter().chain(http_load) {
         task.await.expect("load task");
     }
     reloader.await.expect("reloader");
 
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("{ok} connections succeeded, {failed} failed");
+    let (requests_ok, requests_failed) = (
+        requests_ok.load(Ordering::Relaxed),
+        requests_failed.load(Ordering::Relaxed),
+    );
+    eprintln!("{requests_ok} HTTP requests succeeded, {requests_failed} failed");
     assert!(ok > 100, "too little load to mean anything: {ok}");
+    assert!(
+        requests_ok > 100,
+        "too little load to mean anything: {requests_ok}"
+    );
     assert_eq!(failed, 0);
+    assert_eq!(requests_failed, 0);
+    // The new split is in force: both subsets now answer about as often.
+    let version = |state: &ProxyState| state.config_version();
+    assert_ne!(version(&http.client_state), None);
+    let before = (http.apps[0].served("/"), http.apps[1].served("/"));
+    let client = http_client(false);
+    for _ in 0..400 {
+        assert_eq!(
+            get(&client, http.client, "/", &[]).await.map(|(s, _)| s),
+            Ok(200)
+        );
+    }
+    let v2 = http.apps[1].served("/") - before.1;
+    assert!(
+        (120..=280).contains(&v2),
+        "v2 answered {v2} of 400 after the change"
+    );
     // Both updates were taken, none rejected.
     let client_metrics = metrics(&client_state);
     assert_eq!(
@@ -109,7 +179,7 @@ async fn a_configuration_change_and_a_certificate_rotation_fail_nothing() {
         ),
         2
     );
-    for state in [&client_state, &server_state] {
+    for state in [&client_state, &server_state, &http.client_state] {
         let m = metrics(state);
         assert_eq!(
             count(

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use plexus_config::{
-    Endpoint, Inbound, MtlsMode, MtlsRule, ProxyConfig, SCHEMA, Service, ServicePort,
+    Backend, Endpoint, HttpMatch, HttpRoute, Inbound, MtlsMode, MtlsRule, Protocol, ProxyConfig,
+    Retry, SCHEMA, Service, ServicePort, StringMatch, Subset,
 };
-use plexus_operator::ca::{CertifiedKey, SpiffeId, issue_workload};
+use plexus_operator::ca::{CertifiedKey, SpiffeId, generate_root, issue_workload};
 use plexus_proxy::forward::{self, Forwarder, OriginalDst};
 use plexus_proxy::metrics::{Direction, Metrics};
 use plexus_proxy::state::ProxyState;
@@ -241,4 +242,279 @@ pub async fn client_proxy(
     let service = SERVICE.parse().unwrap_or_else(|e| panic!("{SERVICE}: {e}"));
     let (addr, state) = proxy(&dir, Direction::Outbound, service).await;
     (addr, state, dir)
+}
+
+/// What an HTTP test app saw.
+#[derive(Default)]
+pub struct AppLog {
+    /// Requests served, by path.
+    pub requests: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// `x-request-id`s already failed once by `/flaky`.
+    flaked: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The protocol versions requests arrived in.
+    pub versions: std::sync::Mutex<Vec<http::Version>>,
+}
+
+impl AppLog {
+    pub fn served(&self, path: &str) -> u64 {
+        self.requests
+            .lock()
+            .expect("log")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// An HTTP app (HTTP/1.1 and HTTP/2) answering with its `name`:
+/// `…/flaky` answers 503 to the first request of each `x-request-id` and 200
+/// to the next, `/slow` answers after two seconds, `/headers` echoes the
+/// request's headers, anything else 200 with the name.
+pub async fn http_app(name: &'static str) -> (SocketAddr, Arc<AppLog>) {
+    use http_body_util::Full;
+    use hyper::{Request, Response, StatusCode};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let log = Arc::new(AppLog::default());
+    let served = log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = served.clone();
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let path = request.uri().path().to_owned();
+                        *log.requests
+                            .lock()
+                            .expect("log")
+                            .entry(path.clone())
+                            .or_default() += 1;
+                        log.versions.lock().expect("log").push(request.version());
+                        let mut status = StatusCode::OK;
+                        let mut body = name.to_owned();
+                        match path.as_str() {
+                            p if p.ends_with("/flaky") => {
+                                let id = request
+                                    .headers()
+                                    .get("x-request-id")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_owned();
+                                if log.flaked.lock().expect("log").insert(id) {
+                                    status = StatusCode::SERVICE_UNAVAILABLE;
+                                }
+                            }
+                            "/slow" => tokio::time::sleep(Duration::from_secs(2)).await,
+                            "/headers" => {
+                                body = request
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or("?")))
+                                    .collect();
+                            }
+                            _ => {}
+                        }
+                        let mut response = Response::new(Full::new(bytes::Bytes::from(body)));
+                        *response.status_mut() = status;
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+/// An HTTP/1.1 client with a connection pool.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+pub fn http_client(http2: bool) -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(http2)
+        .build_http()
+}
+
+/// A GET through `proxy` to `path` of service `web`, with extra headers;
+/// the status and body, or the error.
+pub async fn get(
+    client: &HttpClient,
+    proxy: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    let mut request = hyper::Request::get(format!("http://{proxy}{path}"))
+        .header("host", "web.demo.svc.cluster.local");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+pub const WEB: &str = "web.demo.svc.cluster.local";
+
+fn backend(subset: &str, weight: u32) -> Backend {
+    Backend {
+        host: WEB.into(),
+        subset: Some(subset.into()),
+        weight,
+        ..Default::default()
+    }
+}
+
+fn prefix(path: &str) -> Vec<HttpMatch> {
+    vec![HttpMatch {
+        uri: Some(StringMatch::Prefix(path.into())),
+        ..Default::default()
+    }]
+}
+
+/// Service `web` with endpoints `v1` and `v2` (the two server proxies) and
+/// the routes a VirtualService would compile to.
+pub fn routed_config(v1: SocketAddr, v2: SocketAddr) -> ProxyConfig {
+    let endpoint = |addr: SocketAddr, subset: &str| Endpoint {
+        ip: addr.ip().to_string(),
+        sa: Some("web".into()),
+        meshed: true,
+        subsets: vec![subset.into()],
+        ports: [(80, addr.port())].into(),
+    };
+    let routes = vec![
+        HttpRoute {
+            name: "VirtualService/demo/web/jason".into(),
+            matches: vec![HttpMatch {
+                headers: [("end-user".into(), StringMatch::Exact("jason".into()))].into(),
+                ..Default::default()
+            }],
+            backends: vec![backend("v2", 100)],
+            ..Default::default()
+        },
+        HttpRoute {
+            name: "VirtualService/demo/web/retried".into(),
+            matches: prefix("/flaky"),
+            backends: vec![backend("v1", 100)],
+            retries: Some(Retry {
+                attempts: 2,
+                per_try_timeout_ms: Some(1_000),
+                retry_on: vec!["5xx".into()],
+                backoff_ms: Some(5),
+            }),
+            ..Default::default()
+        },
+        HttpRoute {
+            name: "VirtualService/demo/web/not-retried".into(),
+            matches: prefix("/once/flaky"),
+            backends: vec![backend("v1", 100)],
+            ..Default::default()
+        },
+        HttpRoute {
+            name: "VirtualService/demo/web/slow".into(),
+            matches: prefix("/slow"),
+            backends: vec![backend("v1", 100)],
+            timeout_ms: Some(300),
+            ..Default::default()
+        },
+        HttpRoute {
+            name: "VirtualService/demo/web".into(),
+            backends: vec![backend("v1", 90), backend("v2", 10)],
+            ..Default::default()
+        },
+    ];
+    ProxyConfig {
+        schema: SCHEMA.into(),
+        namespace: "demo".into(),
+        trust_domain: "cluster.local".into(),
+        services: Arc::new(vec![Service {
+            namespace: "demo".into(),
+            name: "web".into(),
+            hosts: vec![WEB.into()],
+            addresses: vec!["198.19.0.10".into()],
+            ports: vec![ServicePort {
+                port: 80,
+                name: Some("http".into()),
+                protocol: Protocol::Http,
+                target_port: Some(8080),
+            }],
+            http: routes,
+            subsets: ["v1", "v2"]
+                .map(|name| Subset {
+                    name: name.into(),
+                    policy: None,
+                })
+                .into(),
+            endpoints: vec![endpoint(v1, "v1"), endpoint(v2, "v2")],
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+/// A client proxy and two server proxies (subsets `v1` and `v2` of `web`,
+/// each in front of an [`http_app`] of that name) over STRICT mTLS.
+pub struct Mesh {
+    pub root: CertifiedKey,
+    pub client: SocketAddr,
+    pub client_state: Arc<ProxyState>,
+    pub server_states: Vec<Arc<ProxyState>>,
+    pub server_addrs: Vec<SocketAddr>,
+    pub apps: Vec<Arc<AppLog>>,
+    /// The client's volumes, then the servers'.
+    pub dirs: Vec<std::path::PathBuf>,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub async fn mesh(name: &str) -> Mesh {
+    let root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
+    let (app1, log1) = http_app("v1").await;
+    let (app2, log2) = http_app("v2").await;
+    let (v1, state1, dir1) =
+        server_proxy(&format!("{name}-v1"), &root, MtlsMode::Strict, app1).await;
+    let (v2, state2, dir2) =
+        server_proxy(&format!("{name}-v2"), &root, MtlsMode::Strict, app2).await;
+    let dir = temp(&format!("{name}-client"));
+    volumes(
+        &dir,
+        &routed_config(v1, v2),
+        &workload(&root, "client"),
+        &root,
+    );
+    let service = SERVICE.parse().expect("address");
+    let (client, client_state) = proxy(&dir, Direction::Outbound, service).await;
+    Mesh {
+        root,
+        client,
+        client_state,
+        server_states: vec![state1, state2],
+        server_addrs: vec![v1, v2],
+        apps: vec![log1, log2],
+        dirs: vec![dir, dir1, dir2],
+    }
 }
