@@ -43,6 +43,20 @@ impl OriginalDst for Netfilter {
     }
 }
 
+/// Without the redirection (a benchmark, a workload outside Kubernetes):
+/// every connection accepted on a listener port was going to one fixed
+/// address; connections to other ports ask netfilter.
+pub struct Static(pub BTreeMap<u16, SocketAddr>);
+
+impl OriginalDst for Static {
+    fn original_dst(&self, stream: &TcpStream) -> std::io::Result<SocketAddr> {
+        match self.0.get(&stream.local_addr()?.port()) {
+            Some(addr) => Ok(*addr),
+            None => Netfilter.original_dst(stream),
+        }
+    }
+}
+
 /// What the forwarding needs: the state, the pod's labels (mTLS rules
 /// select workloads by them) and how destinations are recovered.
 pub struct Forwarder {
@@ -70,6 +84,12 @@ impl Forwarder {
     fn metrics(&self) -> &Metrics {
         &self.state.metrics
     }
+}
+
+/// Reads from a TLS peer through a buffer: rustls asks for a few KiB at a
+/// time, and many small reads cost more than one copy.
+pub(crate) fn buffered(stream: TcpStream) -> tokio::io::BufReader<TcpStream> {
+    tokio::io::BufReader::with_capacity(32 * 1024, stream)
 }
 
 /// How an outbound connection is carried.
@@ -431,7 +451,7 @@ async fn inbound(
     };
     let accepted = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        TlsAcceptor::from(own_tls.server_config()).accept(client),
+        TlsAcceptor::from(own_tls.server_config()).accept(buffered(client)),
     )
     .await;
     let client = match accepted {

@@ -42,8 +42,8 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 const ORIG_PROTO: &str = "plexus-orig-proto";
 /// Set on responses the proxy makes itself, saying why.
 pub const PROXY_ERROR: &str = "plexus-proxy-error";
-/// Request bodies up to this size are kept for retries; larger ones (or of
-/// unknown size) are streamed, and their requests are not retried.
+/// Request bodies of a known size up to this are read whole (and can be
+/// retried); larger ones, or of unknown size, are streamed and not retried.
 pub const MAX_RETRY_BODY: u64 = 64 * 1024;
 /// The first interval between retries, when the route sets none.
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
@@ -352,7 +352,8 @@ impl Upstreams {
                 let config = tls
                     .client_config(identity, ALPN_H2)
                     .map_err(|e| Failure::Connect(e.to_string()))?;
-                let handshake = TlsConnector::from(config).connect(server_name(), tcp);
+                let handshake = TlsConnector::from(config)
+                    .connect(server_name(), crate::forward::buffered(tcp));
                 let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(stream)) => stream,
                     outcome => {
@@ -684,20 +685,15 @@ async fn route_outbound(
     let retry = route
         .and_then(|r| r.spec.retries.as_ref())
         .filter(|r| r.attempts > 0);
-    // Bodies of known, small size are kept so that the request can be sent
-    // again; others are streamed once.
-    let (replay, mut streamed) = match retry {
-        Some(_)
-            if body
-                .size_hint()
-                .upper()
-                .is_some_and(|n| n <= MAX_RETRY_BODY) =>
-        {
-            match body.collect().await {
-                Ok(collected) => (Some(collected.to_bytes()), None),
-                Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
-            }
-        }
+    // Bodies of known, small size are read whole first: they can be sent
+    // again on retries, and go out with the request's headers (one write,
+    // END_STREAM on the last frame) instead of trickling after them.
+    // Others are streamed, once.
+    let (replay, mut streamed) = match body.size_hint().upper() {
+        Some(n) if n <= MAX_RETRY_BODY => match body.collect().await {
+            Ok(collected) => (Some(collected.to_bytes()), None),
+            Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
+        },
         _ => (None, Some(incoming(body))),
     };
     let attempts = match (&replay, retry) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use plexus_proxy::admin::{self, Admin, AppProbes};
-use plexus_proxy::forward::{Forwarder, Netfilter};
+use plexus_proxy::forward::{Forwarder, Netfilter, OriginalDst, Static};
 use plexus_proxy::init::{self, Cidr, PortRange, Redirect};
 use plexus_proxy::metrics::{Direction, Metrics};
 use plexus_proxy::state::ProxyState;
@@ -106,6 +106,18 @@ struct RunArgs {
     /// Log filter, e.g. info or info,plexus_proxy=debug.
     #[arg(long, env = "PLEXUS_LOG", default_value = "info")]
     log: String,
+    /// Threads serving traffic.
+    #[arg(long, env = "PLEXUS_PROXY_THREADS", default_value_t = 1)]
+    threads: usize,
+    /// Without the init container's redirection (a benchmark, a workload
+    /// outside Kubernetes): where every connection to the outbound port was
+    /// going, e.g. a service's address and port.
+    #[arg(long, env = "PLEXUS_OUTBOUND_ORIGINAL_DST")]
+    outbound_original_dst: Option<SocketAddr>,
+    /// Likewise for the inbound port: the app's address (its port is the
+    /// one forwarded to on localhost).
+    #[arg(long, env = "PLEXUS_INBOUND_ORIGINAL_DST")]
+    inbound_original_dst: Option<SocketAddr>,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -164,20 +176,25 @@ fn run_init(args: InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // Two worker threads: a sidecar should not take every core of the node.
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")
+/// One thread by default, as Linkerd's proxy: a sidecar should not take
+/// cores from its app, and one thread spends no CPU handing work between
+/// threads. More for pods whose traffic needs them.
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build().context("starting the runtime")
 }
 
 fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
     logs(&args.log);
     let probes: AppProbes =
         serde_json::from_str(&args.app_probes).context("PLEXUS_APP_PROBES is not valid")?;
-    runtime()?.block_on(async move {
+    runtime(args.threads)?.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let state = Arc::new(ProxyState::new(
             args.config_dir,
@@ -197,7 +214,19 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
             .await
             .context("binding the admin port")?;
         let labels = pod_labels(&args.podinfo_dir);
-        let forwarder = Arc::new(Forwarder::new(state.clone(), labels, Box::new(Netfilter)));
+        let statics: std::collections::BTreeMap<u16, SocketAddr> = [
+            (args.inbound_port, args.inbound_original_dst),
+            (args.outbound_port, args.outbound_original_dst),
+        ]
+        .into_iter()
+        .filter_map(|(port, addr)| Some((port, addr?)))
+        .collect();
+        let original: Box<dyn OriginalDst> = if statics.is_empty() {
+            Box::new(Netfilter)
+        } else {
+            Box::new(Static(statics))
+        };
+        let forwarder = Arc::new(Forwarder::new(state.clone(), labels, original));
         tokio::spawn(forward::serve(
             inbound,
             Direction::Inbound,
