@@ -3,7 +3,10 @@
 //! Answers every request with JSON naming who answered (version, pod,
 //! namespace) and what it received (method, path, query, headers). It can be
 //! told to misbehave per request: `?status=503` answers with that status,
-//! `?delay=250ms` waits first. Configured by environment: `PORT` (8080),
+//! `?delay=250ms` waits first. `/call?url=…&count=N` makes N requests to
+//! another service (through the pod's sidecar, when meshed), propagating
+//! `end-user` and `x-request-id`, and answers with the versions and status
+//! codes that came back. Configured by environment: `PORT` (8080),
 //! `VERSION`, `POD_NAME`, `POD_NAMESPACE`.
 
 use std::collections::BTreeMap;
@@ -37,8 +40,15 @@ async fn main() -> anyhow::Result<()> {
         pod: env_or("POD_NAME", &env_or("HOSTNAME", "unknown")),
         namespace: env_or("POD_NAMESPACE", "unknown"),
     };
+    let caller: Caller =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/call",
+            get(move |query, headers| call(caller.clone(), query, headers)),
+        )
         .fallback(move |connect, query, request| echo(identity.clone(), connect, query, request));
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await?;
@@ -94,6 +104,68 @@ async fn echo(
         "headers": headers(request.headers()),
     });
     (status, Json(body)).into_response()
+}
+
+type Caller = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// Headers a service passes on to the services it calls, as Istio's
+/// Bookinfo does for routing and tracing.
+const PROPAGATED: [&str; 2] = ["end-user", "x-request-id"];
+
+/// The most requests one `/call` makes.
+const MAX_CALLS: u32 = 20_000;
+
+async fn call(
+    caller: Caller,
+    Query(query): Query<BTreeMap<String, String>>,
+    incoming: HeaderMap,
+) -> Response {
+    use http_body_util::BodyExt;
+    let Some(url) = query.get("url") else {
+        return bad_request("url= is required".into());
+    };
+    let Ok(uri) = url.parse::<axum::http::Uri>() else {
+        return bad_request(format!("url={url:?} is not a URL"));
+    };
+    let count = match query.get("count").map(|c| c.parse::<u32>()) {
+        None => 1,
+        Some(Ok(n)) if (1..=MAX_CALLS).contains(&n) => n,
+        Some(_) => return bad_request(format!("count: expected 1 to {MAX_CALLS}")),
+    };
+    let mut versions = BTreeMap::<String, u32>::new();
+    let mut statuses = BTreeMap::<String, u32>::new();
+    let mut errors = BTreeMap::<String, u32>::new();
+    for _ in 0..count {
+        let mut request = axum::http::Request::get(uri.clone());
+        for name in PROPAGATED {
+            if let Some(value) = incoming.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let Ok(request) = request.body(http_body_util::Empty::new()) else {
+            return bad_request(format!("url={url:?} cannot be requested"));
+        };
+        match caller.request(request).await {
+            Ok(response) => {
+                *statuses
+                    .entry(response.status().as_u16().to_string())
+                    .or_default() += 1;
+                let body = response.into_body().collect().await.map(|b| b.to_bytes());
+                let version = body
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v.get("version")?.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "none".into());
+                *versions.entry(version).or_default() += 1;
+            }
+            Err(error) => *errors.entry(error.to_string()).or_default() += 1,
+        }
+    }
+    Json(json!({"count": count, "versions": versions, "statuses": statuses, "errors": errors}))
+        .into_response()
 }
 
 fn headers(headers: &HeaderMap) -> BTreeMap<String, String> {
