@@ -5,6 +5,10 @@
 //! its SPIFFE certificate (`tls.crt`), key (`tls.key`) and the trust bundle
 //! (`ca.crt`), kept valid, renewed and re-issued on root rotation. A deleted
 //! or corrupted Secret is rewritten at once (the controller watches them).
+//! With it, a Role and RoleBinding `plexus-proxy-<sa>` let the
+//! ServiceAccount's proxies read and watch exactly two objects: that Secret
+//! and the namespace's proxy ConfigMap (they watch them through the API to
+//! see updates before the kubelet refreshes the mounted files).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -147,8 +151,10 @@ async fn reconcile(account: Arc<ServiceAccount>, ctx: Arc<Context>) -> Result<Ac
     }
     if !enabled || account.meta().deletion_timestamp.is_some() {
         remove_identity(&ctx, &secrets, &namespace, &name).await?;
+        remove_proxy_access(&ctx, &namespace, &name).await?;
         return Ok(Action::await_change());
     }
+    apply_proxy_access(&ctx, &account, &namespace, &secret_name).await?;
     let Some(authority) = ctx.authority.borrow().clone() else {
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
@@ -247,6 +253,106 @@ fn identity_secret(account: &ServiceAccount, secret_name: &str, subject: &Subjec
         type_: Some("kubernetes.io/tls".into()),
         ..Default::default()
     }
+}
+
+/// The name of the Role and RoleBinding of a ServiceAccount's proxies.
+pub fn proxy_access_name(service_account: &str) -> String {
+    format!("plexus-proxy-{service_account}")
+}
+
+/// The Role (read and watch the identity Secret and the proxy ConfigMap,
+/// nothing else) and its RoleBinding to the ServiceAccount, both owned by
+/// it. Server-side apply: unchanged objects are not written again.
+async fn apply_proxy_access(
+    ctx: &Context,
+    account: &ServiceAccount,
+    namespace: &str,
+    secret_name: &str,
+) -> Result<(), Error> {
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    let name = proxy_access_name(&account.name_any());
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(BTreeMap::from([
+            (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_OPERATOR.to_owned()),
+            (IDENTITY_LABEL.to_owned(), account.name_any()),
+        ])),
+        owner_references: account.controller_owner_ref(&()).map(|owner| vec![owner]),
+        ..Default::default()
+    };
+    let read = |resource: &str, object: &str| PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec![resource.to_owned()]),
+        resource_names: Some(vec![object.to_owned()]),
+        verbs: ["get", "list", "watch"].map(String::from).to_vec(),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: metadata.clone(),
+        rules: Some(vec![
+            read("configmaps", plexus_config::CONFIGMAP_NAME),
+            read("secrets", secret_name),
+        ]),
+    };
+    let binding = RoleBinding {
+        metadata,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: account.name_any(),
+            namespace: Some(namespace.to_owned()),
+            ..Default::default()
+        }]),
+    };
+    let params = kube::api::PatchParams::apply(plexus_crds::keys::OPERATOR_FIELD_MANAGER).force();
+    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), namespace);
+    kube_context(
+        roles
+            .patch(&name, &params, &kube::api::Patch::Apply(&role))
+            .await,
+        || format!("writing Role {namespace}/{name}"),
+    )?;
+    let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
+    kube_context(
+        bindings
+            .patch(&name, &params, &kube::api::Patch::Apply(&binding))
+            .await,
+        || format!("writing RoleBinding {namespace}/{name}"),
+    )?;
+    Ok(())
+}
+
+async fn remove_proxy_access(ctx: &Context, namespace: &str, account: &str) -> Result<(), Error> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let name = proxy_access_name(account);
+    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), namespace);
+    let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
+    for result in [
+        bindings
+            .delete(&name, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+        roles
+            .delete(&name, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                return kube_context(Err(error), || {
+                    format!("deleting the proxy's Role and RoleBinding {namespace}/{name}")
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn remove_identity(
