@@ -60,6 +60,8 @@ pub const APP_HEALTH_PREFIX: &str = "/app-health";
 
 const CONFIG_VOLUME: &str = "plexus-config";
 const IDENTITY_VOLUME: &str = "plexus-identity";
+/// Where Kubernetes mounts a pod's API token.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const PODINFO_VOLUME: &str = "plexus-podinfo";
 
 /// The proxy's ports and user, shared by the webhook, the init mode and the proxy.
@@ -303,7 +305,25 @@ pub fn patch(pod: &Pod, config: &InjectConfig) -> Result<Patch, InjectError> {
     );
 
     let init = init_container(config, &redirect);
-    let proxy = proxy_container(config, &resources, &app_probes, exit_with_app);
+    // The ServiceAccount admission ran before this webhook: the proxy gets
+    // the API token the app containers were given (it watches its
+    // ConfigMap and identity Secret through the API), if they have one.
+    let token = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .find(|m| m.mount_path == SERVICE_ACCOUNT_DIR)
+        .cloned();
+    let mut proxy = proxy_container(config, &resources, &app_probes, exit_with_app);
+    if let Some(env) = proxy.env.as_mut() {
+        env.push(self::env(
+            "PLEXUS_IDENTITY_SECRET",
+            identity_secret_name(service_account),
+        ));
+    }
+    if let (Some(token), Some(mounts)) = (token, proxy.volume_mounts.as_mut()) {
+        mounts.push(token);
+    }
     let has_init = spec.init_containers.is_some();
     if config.native_sidecars {
         // First the redirection, then the proxy (started and ready), then
