@@ -20,3 +20,4 @@ pub mod original_dst;
 pub mod routes;
 pub mod state;
 pub mod tls;
+pub mod watch;

@@ -106,6 +106,13 @@ struct RunArgs {
     /// Log filter, e.g. info or info,plexus_proxy=debug.
     #[arg(long, env = "PLEXUS_LOG", default_value = "info")]
     log: String,
+    /// The pod's namespace: with `--identity-secret`, the proxy watches its
+    /// ConfigMap and identity Secret through the API (in-cluster token).
+    #[arg(long, env = "PLEXUS_POD_NAMESPACE")]
+    namespace: Option<String>,
+    /// The identity Secret of the pod's ServiceAccount.
+    #[arg(long, env = "PLEXUS_IDENTITY_SECRET")]
+    identity_secret: Option<String>,
     /// Threads serving traffic.
     #[arg(long, env = "PLEXUS_PROXY_THREADS", default_value_t = 1)]
     threads: usize,
@@ -252,13 +259,13 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
                 tracing::error!(%error, "the admin server stopped");
             }
         });
-        let reloader = state.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                reloader.reload();
-            }
-        });
+        tokio::spawn(plexus_proxy::watch::files(
+            state.clone(),
+            vec![state.config_dir.clone(), state.identity_dir.clone()],
+        ));
+        if let (Some(namespace), Some(secret)) = (args.namespace, args.identity_secret) {
+            tokio::spawn(plexus_proxy::watch::api(state.clone(), namespace, secret));
+        }
         tracing::info!(
             inbound = args.inbound_port,
             outbound = args.outbound_port,

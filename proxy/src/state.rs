@@ -1,6 +1,7 @@
-//! The configuration and identity the proxy runs with, read from the
-//! mounted ConfigMap and Secret. Kubernetes updates them by swapping a
-//! symlink; each poll reads them again, and an update that does not parse is
+//! The configuration and identity the proxy runs with: read from the
+//! mounted ConfigMap and Secret at start and whenever their directories
+//! change (Kubernetes swaps a symlink), and taken from the API watch of the
+//! same objects while it is live (`watch`). An update that does not parse is
 //! rejected: the last good one stays in force, a log line and a metric say so.
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ struct Current {
     config_bytes: Vec<u8>,
     tls: Option<Arc<Tls>>,
     identity_bytes: Vec<u8>,
+    /// What the mounted files held when last read.
+    config_file: Vec<u8>,
+    identity_file: Vec<u8>,
 }
 
 /// The hex SHA-256 of `bytes`.
@@ -76,6 +80,8 @@ pub struct ProxyState {
     pub metrics: Arc<Metrics>,
     current: RwLock<Current>,
     draining: AtomicBool,
+    api_config: AtomicBool,
+    api_identity: AtomicBool,
 }
 
 impl ProxyState {
@@ -86,6 +92,8 @@ impl ProxyState {
             metrics,
             current: RwLock::default(),
             draining: AtomicBool::new(false),
+            api_config: AtomicBool::new(false),
+            api_identity: AtomicBool::new(false),
         }
     }
 
@@ -128,17 +136,59 @@ impl ProxyState {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    /// Reads both sources again; what changed and parses replaces what was.
+    /// Reads the mounted files again; what changed and parses replaces
+    /// what was, unless the API watch of that object is live (it sees
+    /// updates first; the kubelet refreshes the files a minute or so later,
+    /// and a file is then older than what is in force).
     pub fn reload(&self) {
-        self.reload_config();
-        self.reload_identity();
+        let path = self.config_dir.join(CONFIG_KEY);
+        // Not there (yet): the ConfigMap volume is optional.
+        if let Ok(bytes) = std::fs::read(&path)
+            && self.file_changed(|c| &mut c.config_file, &bytes)
+            && !self.api_config.load(Ordering::Relaxed)
+        {
+            self.apply_config(bytes, &path.display().to_string());
+        }
+        let read = |name: &str| std::fs::read(self.identity_dir.join(name));
+        if let (Ok(cert), Ok(key), Ok(ca)) = (read("tls.crt"), read("tls.key"), read("ca.crt"))
+            && self.file_changed(
+                |c| &mut c.identity_file,
+                &[cert.as_slice(), &key, &ca].concat(),
+            )
+            && !self.api_identity.load(Ordering::Relaxed)
+        {
+            self.apply_identity(&cert, &key, &ca, &self.identity_dir.display().to_string());
+        }
     }
 
-    fn reload_config(&self) {
-        let path = self.config_dir.join(CONFIG_KEY);
-        let Ok(bytes) = std::fs::read(&path) else {
-            return; // Not there (yet): the ConfigMap volume is optional.
+    /// Whether a file's content differs from when it was last read.
+    fn file_changed(&self, field: impl Fn(&mut Current) -> &mut Vec<u8>, bytes: &[u8]) -> bool {
+        let Ok(mut current) = self.current.write() else {
+            return false;
         };
+        let last = field(&mut current);
+        if last.as_slice() == bytes {
+            return false;
+        }
+        *last = bytes.to_vec();
+        true
+    }
+
+    /// Whether the API watch of the ConfigMap (`config`) or the Secret is
+    /// live: while it is, the mounted file is not read.
+    pub fn set_api_live(&self, config: bool, live: bool) {
+        let flag = if config {
+            &self.api_config
+        } else {
+            &self.api_identity
+        };
+        flag.store(live, Ordering::Relaxed);
+    }
+
+    /// Takes a configuration (gzip-compressed JSON, as in the ConfigMap)
+    /// from `origin` if it differs from the one in force and compiles; a
+    /// bad one is rejected and the last good one stays.
+    pub fn apply_config(&self, bytes: Vec<u8>, origin: &str) {
         if self.current.read().is_ok_and(|c| c.config_bytes == bytes) {
             return;
         }
@@ -148,7 +198,8 @@ impl ProxyState {
         match compiled {
             Ok(table) => {
                 let version = digest(&bytes);
-                tracing::info!(services = table.config.services.len(), %version, "configuration loaded");
+                tracing::info!(services = table.config.services.len(), %version, origin,
+                    "configuration loaded");
                 self.metrics.reload("config", "loaded");
                 if let Ok(mut current) = self.current.write() {
                     current.table = Some(Arc::new(table));
@@ -157,7 +208,7 @@ impl ProxyState {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, path = %path.display(),
+                tracing::error!(%error, origin,
                     "configuration rejected; the last good one stays in force");
                 self.metrics.reload("config", "rejected");
                 if let Ok(mut current) = self.current.write() {
@@ -167,20 +218,19 @@ impl ProxyState {
         }
     }
 
-    fn reload_identity(&self) {
-        let read = |name: &str| std::fs::read(self.identity_dir.join(name));
-        let (Ok(cert), Ok(key), Ok(ca)) = (read("tls.crt"), read("tls.key"), read("ca.crt")) else {
-            return;
-        };
-        let bytes = [cert.as_slice(), &key, &ca].concat();
+    /// Takes a certificate, its key and the trust bundle (PEM, as in the
+    /// identity Secret) from `origin` if they differ from those in force and
+    /// can serve; a bad one is rejected and the last good one stays.
+    pub fn apply_identity(&self, cert: &[u8], key: &[u8], ca: &[u8], origin: &str) {
+        let bytes = [cert, key, ca].concat();
         if self.current.read().is_ok_and(|c| c.identity_bytes == bytes) {
             return;
         }
-        let tls = parse_identity(&cert, &key, &ca)
+        let tls = parse_identity(cert, key, ca)
             .and_then(|identity| Tls::new(&identity).map_err(|e| e.to_string()));
         match tls {
             Ok(tls) => {
-                tracing::info!(id = %tls.id, "certificate loaded");
+                tracing::info!(id = %tls.id, origin, "certificate loaded");
                 self.metrics.reload("identity", "loaded");
                 if let Ok(mut current) = self.current.write() {
                     current.tls = Some(Arc::new(tls));
@@ -188,7 +238,8 @@ impl ProxyState {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "certificate rejected; the last good one stays in force");
+                tracing::error!(%error, origin,
+                    "certificate rejected; the last good one stays in force");
                 self.metrics.reload("identity", "rejected");
                 if let Ok(mut current) = self.current.write() {
                     current.identity_bytes = bytes;

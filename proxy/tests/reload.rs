@@ -202,3 +202,41 @@ async fn a_configuration_change_and_a_certificate_rotation_fail_nothing() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// The mounted directories are watched: a swapped-in configuration is in
+/// force well before the next poll would read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_in_configuration_is_seen_at_once() {
+    let root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
+    let dir = temp("watched");
+    let config = client_config("127.0.0.1:1".parse().expect("address"), "web");
+    volumes(&dir, &config, &workload(&root, "client"), &root);
+    let state = Arc::new(ProxyState::new(
+        dir.join("config"),
+        dir.join("identity"),
+        Arc::new(plexus_proxy::metrics::Metrics::default()),
+    ));
+    state.reload();
+    let watcher = tokio::spawn(plexus_proxy::watch::files(
+        state.clone(),
+        vec![dir.join("config"), dir.join("identity")],
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut changed = config.clone();
+    changed.namespace = "changed".into();
+    let started = std::time::Instant::now();
+    update(
+        &dir.join("config"),
+        &[(plexus_config::CONFIG_KEY, changed.to_gzip())],
+    );
+    while state.config().map(|c| c.namespace.clone()) != Some("changed".into()) {
+        assert!(
+            started.elapsed() < plexus_proxy::watch::POLL_INTERVAL / 2,
+            "the change was not seen by inotify"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("seen after {:?}", started.elapsed());
+    watcher.abort();
+    let _ = std::fs::remove_dir_all(dir);
+}

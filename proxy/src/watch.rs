@@ -1,0 +1,138 @@
+//! Seeing updates of the configuration and the certificate quickly. The
+//! kubelet refreshes mounted ConfigMaps and Secrets only every minute or
+//! so; the proxy also watches the two objects through the API (its
+//! ServiceAccount may read exactly those two: the operator's Role) and
+//! applies what it sees at once. The mounted directories are watched with
+//! inotify besides, and re-read every few seconds in case an event is lost.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use notify::Watcher;
+
+use crate::state::ProxyState;
+
+/// How often the mounted files are read even without an event.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Re-reads the mounted files when their directories change (inotify), and
+/// every [`POLL_INTERVAL`] anyway.
+pub async fn files(state: Arc<ProxyState>, dirs: Vec<PathBuf>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.try_send(());
+        }
+    });
+    let _watcher = match watcher {
+        Ok(mut watcher) => {
+            for dir in &dirs {
+                if let Err(error) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+                    tracing::warn!(%error, dir = %dir.display(), "not watching: polling only");
+                }
+            }
+            Some(watcher)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no inotify: polling the mounted files only");
+            None
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = rx.recv() => {
+                // A symlink swap is several events: let them settle.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while rx.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+        state.reload();
+    }
+}
+
+/// Watches the namespace's proxy ConfigMap and the identity Secret through
+/// the API, when the pod has an API token; without one, or when the API
+/// refuses, the mounted files alone are used.
+pub async fn api(state: Arc<ProxyState>, namespace: String, secret: String) {
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::info!(%error, "no API access: the mounted files alone are read");
+            return;
+        }
+    };
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
+    tokio::join!(
+        follow(
+            state.clone(),
+            configs,
+            plexus_config::CONFIGMAP_NAME.to_owned(),
+            true
+        ),
+        follow(state, secrets, secret, false),
+    );
+}
+
+/// What the proxy takes from one watched object.
+trait Watched: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + 'static
+where
+    Self: serde::de::DeserializeOwned,
+{
+    fn apply(&self, state: &ProxyState, origin: &str);
+}
+
+impl Watched for ConfigMap {
+    fn apply(&self, state: &ProxyState, origin: &str) {
+        if let Some(bytes) = self
+            .binary_data
+            .as_ref()
+            .and_then(|data| data.get(plexus_config::CONFIG_KEY))
+        {
+            state.apply_config(bytes.0.clone(), origin);
+        }
+    }
+}
+
+impl Watched for Secret {
+    fn apply(&self, state: &ProxyState, origin: &str) {
+        let data = self.data.clone().unwrap_or_default();
+        let get = |key: &str| data.get(key).map(|b| b.0.as_slice());
+        if let (Some(cert), Some(key), Some(ca)) = (get("tls.crt"), get("tls.key"), get("ca.crt")) {
+            state.apply_identity(cert, key, ca, origin);
+        }
+    }
+}
+
+async fn follow<K: Watched>(state: Arc<ProxyState>, api: Api<K>, name: String, config: bool) {
+    let kind = if config { "ConfigMap" } else { "Secret" };
+    let origin = format!("API {kind} {name}");
+    let watch = watcher::watcher(
+        api,
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .default_backoff();
+    futures::pin_mut!(watch);
+    while let Some(event) = watch.next().await {
+        match event {
+            Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                state.set_api_live(config, true);
+                object.apply(&state, &origin);
+            }
+            Ok(Event::Init | Event::InitDone) => state.set_api_live(config, true),
+            Ok(Event::Delete(_)) => {}
+            Err(error) => {
+                // The files take over until the watch is back.
+                state.set_api_live(config, false);
+                tracing::warn!(%error, kind, %name, "API watch failed; reading the mounted files");
+            }
+        }
+    }
+}
