@@ -422,6 +422,29 @@ async fn split_scenario(client: &Client) -> anyhow::Result<()> {
                 .sum::<u64>();
         }
         anyhow::ensure!(served == calls, "web's proxies counted {served} requests from {identity}, not {calls}");
+
+        // A change of the split reaches the running client proxy through
+        // its API watch, long before the kubelet would refresh the file.
+        routes
+            .patch("web", &apply, &Patch::Apply(json!({
+                "apiVersion": "plexus.dev/v1alpha1", "kind": "VirtualService",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"hosts": ["web"], "http": [{"route": [
+                    {"destination": {"host": "web", "subset": "v1"}, "weight": 0},
+                    {"destination": {"host": "web", "subset": "v2"}, "weight": 100}]}]}})))
+            .await?;
+        let changed = std::time::Instant::now();
+        loop {
+            let response = http_get(&caller_ip, 8080, "/call?url=http://web:8080/&count=20",
+                Duration::from_secs(30)).await?;
+            if response.contains(r#""versions":{"v2":20}"#) {
+                break;
+            }
+            anyhow::ensure!(changed.elapsed() < Duration::from_secs(20),
+                "the client still splits 20 s after the VirtualService changed: {response}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        eprintln!("the new split was in force after {:?}", changed.elapsed());
         Ok(())
     })
     .await
