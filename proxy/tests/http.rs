@@ -175,3 +175,44 @@ async fn http2_from_the_app_stays_http2() {
     let last = mesh.apps[1].versions.lock().expect("log").last().copied();
     assert_eq!(last, Some(http::Version::HTTP_11));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_peer_identity_is_refused() {
+    let root =
+        plexus_operator::ca::generate_root("cluster.local", std::time::SystemTime::now(), DAY)
+            .expect("root");
+    let (app, log) = http_app("v1").await;
+    let (server, _server_state, server_dir) = server_proxy(
+        "wrong-id-server",
+        &root,
+        plexus_config::MtlsMode::Strict,
+        app,
+    )
+    .await;
+    // The client expects ServiceAccount `billing` where `web` answers.
+    let mut config = routed_config(server, server);
+    let mut services = (*config.services).clone();
+    for endpoint in &mut services[0].endpoints {
+        endpoint.sa = Some("billing".into());
+    }
+    config.services = std::sync::Arc::new(services);
+    let dir = temp("wrong-id-client");
+    volumes(&dir, &config, &workload(&root, "client"), &root);
+    let (client, client_state) = proxy(
+        &dir,
+        plexus_proxy::metrics::Direction::Outbound,
+        SERVICE.parse().expect("address"),
+    )
+    .await;
+    let answer = get(&http_client(false), client, "/", &[]).await;
+    assert_eq!(
+        answer.map(|(status, body)| (status, body.trim().to_owned())),
+        Ok((503, "connect-failure".into()))
+    );
+    assert_eq!(log.served("/"), 0, "the request reached the app");
+    let refused = r#"plexus_proxy_tcp_refused_total{direction="outbound",reason="handshake"}"#;
+    assert!(count(&metrics(&client_state), refused) >= 1);
+    for dir in [dir, server_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
