@@ -342,7 +342,6 @@ impl Upstreams {
             .map_err(|_| Failure::Connect(format!("connecting to {addr}: timed out")))?
             .map_err(|e| Failure::Connect(format!("connecting to {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
-        let builder = h2_client();
         let sender = match identity {
             Some(identity) => {
                 let tls = forwarder
@@ -368,29 +367,9 @@ impl Upstreams {
                     }
                 };
                 crate::forward::mtls_opened(forwarder, Direction::Outbound, identity);
-                let (sender, connection) = builder
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| Failure::Connect(e.to_string()))?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %addr, "HTTP/2 connection ended");
-                    }
-                });
-                sender
+                h2_handshake(stream, addr).await?
             }
-            None => {
-                let (sender, connection) = builder
-                    .handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| Failure::Connect(e.to_string()))?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %addr, "HTTP/2 connection ended");
-                    }
-                });
-                sender
-            }
+            None => h2_handshake(tcp, addr).await?,
         };
         *guard = Some(sender.clone());
         Ok(sender)
@@ -453,6 +432,26 @@ impl Upstreams {
             }
         })
     }
+}
+
+/// An HTTP/2 client connection over `io` to `addr`, driven on its own task.
+async fn h2_handshake<I>(
+    io: I,
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http2::SendRequest<Body>, Failure>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = h2_client()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Failure::Connect(format!("HTTP/2 to {addr}: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, %addr, "HTTP/2 connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 fn h2_client() -> hyper::client::conn::http2::Builder<TokioExecutor> {
@@ -972,14 +971,11 @@ async fn inbound_request(
             None => match TcpStream::connect(app).await {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
-                    match h2_client().handshake(TokioIo::new(tcp)).await {
-                        Ok((sender, connection)) => {
-                            tokio::spawn(connection);
-                            *guard = Some(sender.clone());
-                            Ok(sender)
-                        }
-                        Err(e) => Err(Failure::Connect(e.to_string())),
+                    let sender = h2_handshake(tcp, app).await;
+                    if let Ok(sender) = &sender {
+                        *guard = Some(sender.clone());
                     }
+                    sender
                 }
                 Err(e) => Err(Failure::Connect(e.to_string())),
             },
