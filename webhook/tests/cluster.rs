@@ -293,8 +293,19 @@ async fn wait_for_config(
     }
 }
 
+/// Service `web` on port 8080, in front of pods labelled `app: web`.
+fn web_service(ns: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]}})
+}
+
+/// A Deployment of one test-server pod, its container named `container`.
 fn test_server(
     name: &str,
+    container: &str,
     ns: &str,
     labels: serde_json::Value,
     version: &str,
@@ -308,7 +319,7 @@ fn test_server(
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
-                    "name": "app", "image": test_server_image(),
+                    "name": container, "image": test_server_image(),
                     "env": [{"name": "VERSION", "value": version}],
                     "ports": [{"name": "http", "containerPort": 8080}],
                     "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2}
@@ -326,8 +337,12 @@ async fn split_scenario(client: &Client) -> anyhow::Result<()> {
     in_namespace(client, "split", |ns| async move {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces
-            .patch(&ns, &PatchParams::default(), &Patch::Merge(json!({
-                "metadata": {"labels": {"plexus.dev/inject": "enabled"}}})))
+            .patch(
+                &ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({
+                "metadata": {"labels": {"plexus.dev/inject": "enabled"}}})),
+            )
             .await?;
         wait_for_injection(client, &ns, false).await?;
         let apply = PatchParams::apply(FIELD_MANAGER).force();
@@ -336,44 +351,63 @@ async fn split_scenario(client: &Client) -> anyhow::Result<()> {
             let name = format!("web-{version}");
             let labels = json!({"app": "web", "version": version});
             deployments
-                .patch(&name, &apply, &Patch::Apply(test_server(&name, &ns, labels, version)))
+                .patch(
+                    &name,
+                    &apply,
+                    &Patch::Apply(test_server(&name, "app", &ns, labels, version)),
+                )
                 .await?;
         }
         let services: Api<Service> = Api::namespaced(client.clone(), &ns);
         services
-            .patch("web", &apply, &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {"selector": {"app": "web"},
-                         "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]}})))
+            .patch("web", &apply, &Patch::Apply(web_service(&ns)))
             .await?;
         let rules: Api<plexus_crds::destination_rule::DestinationRule> =
             Api::namespaced(client.clone(), &ns);
         rules
-            .patch("web", &apply, &Patch::Apply(json!({
+            .patch(
+                "web",
+                &apply,
+                &Patch::Apply(json!({
                 "apiVersion": "plexus.dev/v1alpha1", "kind": "DestinationRule",
                 "metadata": {"name": "web", "namespace": ns},
                 "spec": {"host": "web", "subsets": [
                     {"name": "v1", "labels": {"version": "v1"}},
-                    {"name": "v2", "labels": {"version": "v2"}}]}})))
+                    {"name": "v2", "labels": {"version": "v2"}}]}})),
+            )
             .await?;
         let routes: Api<plexus_crds::virtual_service::VirtualService> =
             Api::namespaced(client.clone(), &ns);
         routes
-            .patch("web", &apply, &Patch::Apply(json!({
+            .patch(
+                "web",
+                &apply,
+                &Patch::Apply(json!({
                 "apiVersion": "plexus.dev/v1alpha1", "kind": "VirtualService",
                 "metadata": {"name": "web", "namespace": ns},
                 "spec": {"hosts": ["web"], "http": [{"route": [
                     {"destination": {"host": "web", "subset": "v1"}, "weight": 90},
-                    {"destination": {"host": "web", "subset": "v2"}, "weight": 10}]}]}})))
+                    {"destination": {"host": "web", "subset": "v2"}, "weight": 10}]}]}})),
+            )
             .await?;
 
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let mut web_ips = Vec::new();
         for version in ["v1", "v2"] {
-            let pod = plexus_e2e::eventually_one(&pods, &format!("app=web,version={version}"),
-                Duration::from_secs(60)).await?;
-            let pod = wait_for_pod(&pods, &pod.name_any(), "Ready", Duration::from_secs(180), is_ready()).await?;
+            let pod = plexus_e2e::eventually_one(
+                &pods,
+                &format!("app=web,version={version}"),
+                Duration::from_secs(60),
+            )
+            .await?;
+            let pod = wait_for_pod(
+                &pods,
+                &pod.name_any(),
+                "Ready",
+                Duration::from_secs(180),
+                is_ready(),
+            )
+            .await?;
             web_ips.push(pod.status.and_then(|s| s.pod_ip).unwrap_or_default());
         }
         // The client's proxy reads its configuration once at start (the
@@ -383,29 +417,65 @@ async fn split_scenario(client: &Client) -> anyhow::Result<()> {
         wait_for_config(client, &ns, "split with both web pods meshed", |config| {
             config.services.iter().any(|s| {
                 s.hosts.first() == Some(&host)
-                    && web_ips.iter().all(|ip| s.endpoints.iter().any(|e| &e.ip == ip && e.meshed))
-                    && s.http.iter().any(|r| r.backends.iter().map(|b| b.weight).collect::<Vec<_>>() == [90, 10])
+                    && web_ips
+                        .iter()
+                        .all(|ip| s.endpoints.iter().any(|e| &e.ip == ip && e.meshed))
+                    && s.http.iter().any(|r| {
+                        r.backends.iter().map(|b| b.weight).collect::<Vec<_>>() == [90, 10]
+                    })
             })
         })
         .await?;
         deployments
-            .patch("client", &apply, &Patch::Apply(test_server("client", &ns, json!({"app": "client"}), "client")))
+            .patch(
+                "client",
+                &apply,
+                &Patch::Apply(test_server(
+                    "client",
+                    "app",
+                    &ns,
+                    json!({"app": "client"}),
+                    "client",
+                )),
+            )
             .await?;
-        let caller = plexus_e2e::eventually_one(&pods, "app=client", Duration::from_secs(60)).await?;
-        let caller = wait_for_pod(&pods, &caller.name_any(), "Ready", Duration::from_secs(180), is_ready()).await?;
+        let caller =
+            plexus_e2e::eventually_one(&pods, "app=client", Duration::from_secs(60)).await?;
+        let caller = wait_for_pod(
+            &pods,
+            &caller.name_any(),
+            "Ready",
+            Duration::from_secs(180),
+            is_ready(),
+        )
+        .await?;
         let caller_ip = caller.status.and_then(|s| s.pod_ip).unwrap_or_default();
 
         let calls = 2_000;
-        let response = http_get(&caller_ip, 8080, &format!("/call?url=http://web:8080/&count={calls}"),
-            Duration::from_secs(120)).await?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let response = http_get(
+            &caller_ip,
+            8080,
+            &format!("/call?url=http://web:8080/&count={calls}"),
+            Duration::from_secs(120),
+        )
+        .await?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
         let answer: serde_json::Value = serde_json::from_str(body)
             .with_context(|| format!("the client's answer: {response}"))?;
         let count = |v: &str| answer["versions"][v].as_u64().unwrap_or(0);
-        anyhow::ensure!(count("v1") + count("v2") == calls && answer["statuses"]["200"] == calls,
-            "not every call answered 200 by v1 or v2: {answer}");
+        anyhow::ensure!(
+            count("v1") + count("v2") == calls && answer["statuses"]["200"] == calls,
+            "not every call answered 200 by v1 or v2: {answer}"
+        );
         let share = count("v2") as f64 / calls as f64;
-        anyhow::ensure!((0.07..=0.13).contains(&share), "v2 answered {:.1} % of the calls: {answer}", share * 100.0);
+        anyhow::ensure!(
+            (0.07..=0.13).contains(&share),
+            "v2 answered {:.1} % of the calls: {answer}",
+            share * 100.0
+        );
         eprintln!("split over {calls} calls: {}", answer["versions"]);
 
         // Every call arrived over mTLS as the client's identity.
@@ -415,33 +485,49 @@ async fn split_scenario(client: &Client) -> anyhow::Result<()> {
             let metrics = proxy_metrics(ip).await?;
             served += metrics
                 .lines()
-                .filter(|l| l.starts_with("plexus_proxy_requests_total{direction=\"inbound\"")
-                    && l.contains(&format!("src_identity=\"{identity}\""))
-                    && l.contains("status=\"200\""))
+                .filter(|l| {
+                    l.starts_with("plexus_proxy_requests_total{direction=\"inbound\"")
+                        && l.contains(&format!("src_identity=\"{identity}\""))
+                        && l.contains("status=\"200\"")
+                })
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
                 .sum::<u64>();
         }
-        anyhow::ensure!(served == calls, "web's proxies counted {served} requests from {identity}, not {calls}");
+        anyhow::ensure!(
+            served == calls,
+            "web's proxies counted {served} requests from {identity}, not {calls}"
+        );
 
         // A change of the split reaches the running client proxy through
         // its API watch, long before the kubelet would refresh the file.
         routes
-            .patch("web", &apply, &Patch::Apply(json!({
+            .patch(
+                "web",
+                &apply,
+                &Patch::Apply(json!({
                 "apiVersion": "plexus.dev/v1alpha1", "kind": "VirtualService",
                 "metadata": {"name": "web", "namespace": ns},
                 "spec": {"hosts": ["web"], "http": [{"route": [
                     {"destination": {"host": "web", "subset": "v1"}, "weight": 0},
-                    {"destination": {"host": "web", "subset": "v2"}, "weight": 100}]}]}})))
+                    {"destination": {"host": "web", "subset": "v2"}, "weight": 100}]}]}})),
+            )
             .await?;
         let changed = std::time::Instant::now();
         loop {
-            let response = http_get(&caller_ip, 8080, "/call?url=http://web:8080/&count=20",
-                Duration::from_secs(30)).await?;
+            let response = http_get(
+                &caller_ip,
+                8080,
+                "/call?url=http://web:8080/&count=20",
+                Duration::from_secs(30),
+            )
+            .await?;
             if response.contains(r#""versions":{"v2":20}"#) {
                 break;
             }
-            anyhow::ensure!(changed.elapsed() < Duration::from_secs(20),
-                "the client still splits 20 s after the VirtualService changed: {response}");
+            anyhow::ensure!(
+                changed.elapsed() < Duration::from_secs(20),
+                "the client still splits 20 s after the VirtualService changed: {response}"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         eprintln!("the new split was in force after {:?}", changed.elapsed());
@@ -534,30 +620,10 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
         let apply = PatchParams::apply(FIELD_MANAGER).force();
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         deployments
-            .patch("web", &apply, &Patch::Apply(json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "web"}},
-                        "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
-                            "name": "web", "image": test_server_image(),
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2}
-                        }]}
-                    }
-                }})))
+            .patch("web", &apply, &Patch::Apply(test_server("web", "web", &ns, json!({"app": "web"}), "v1")))
             .await?;
         let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-        services
-            .patch("web", &apply, &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {"selector": {"app": "web"},
-                         "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]}})))
-            .await?;
+        services.patch("web", &apply, &Patch::Apply(web_service(&ns))).await?;
 
         // The Deployment's pod: injected, every container running and ready.
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
