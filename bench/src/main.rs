@@ -156,10 +156,21 @@ fn rss(pids: &[u32]) -> u64 {
 }
 
 impl Drop for Proc {
+    /// Kills the process group the process leads (see [`own_group`]):
+    /// nginx's workers would outlive a killed master.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the command as the leader of its own process group.
+fn own_group(command: &mut Command) -> &mut Command {
+    std::os::unix::process::CommandExt::process_group(command, 0)
 }
 
 fn clock_ticks() -> u64 {
@@ -264,7 +275,7 @@ async fn plexus_proxy(
     write(&identity_dir.join("ca.crt"), &root.cert_pem)?;
     let (inbound, outbound, admin) = (free_port()?, free_port()?, free_port()?);
     let log = std::fs::File::create(dir.join("proxy.log"))?;
-    let child = Command::new(binary)
+    let child = own_group(&mut Command::new(binary))
         .arg("run")
         .args(["--inbound-port", &inbound.to_string()])
         .args(["--outbound-port", &outbound.to_string()])
@@ -373,7 +384,7 @@ fn nginx_pair(
     );
     let start = |dir: &Path, body: &str| -> anyhow::Result<Proc> {
         let conf = nginx_conf(dir, body)?;
-        let child = Command::new(binary)
+        let child = own_group(&mut Command::new(binary))
             .arg("-p")
             .arg(dir)
             .arg("-c")
