@@ -709,15 +709,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     let plexus_addr: SocketAddr = format!("127.0.0.1:{client_port}").parse()?;
+    let plexus_proxies = [("client", &client_proxy), ("server", &server_proxy)];
+    let measure_plexus = || measure("plexus", plexus_addr, &plexus_proxies, &args, &body);
     if args.plexus_only {
-        let plexus = measure(
-            "plexus",
-            plexus_addr,
-            &[("client", &client_proxy), ("server", &server_proxy)],
-            &args,
-            &body,
-        )
-        .await?;
+        let plexus = measure_plexus().await?;
         report(&args, &plexus, &plexus, &plexus);
         return Ok(());
     }
@@ -737,14 +732,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let direct = measure("direct", upstream, &[], &args, &body).await?;
-    let plexus = measure(
-        "plexus",
-        plexus_addr,
-        &[("client", &client_proxy), ("server", &server_proxy)],
-        &args,
-        &body,
-    )
-    .await?;
+    let plexus = measure_plexus().await?;
     let nginx = measure(
         "nginx",
         nginx_addr,
