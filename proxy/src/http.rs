@@ -851,10 +851,11 @@ fn rewrite(route: &Route, parts: &mut http::request::Parts, host: &mut String) {
         host.clone_from(authority);
     }
     let path = parts.uri.path().to_owned();
-    let new_path = if let Some((pattern, replacement)) = &rewrite.uri_regex {
-        regex::Regex::new(pattern)
-            .map(|r| r.replace_all(&path, replacement.as_str()).into_owned())
-            .unwrap_or(path)
+    let new_path = if let Some((_, replacement)) = &rewrite.uri_regex {
+        match &route.rewrite_regex {
+            Some(regex) => regex.replace_all(&path, replacement.as_str()).into_owned(),
+            None => path,
+        }
     } else if let Some(uri) = &rewrite.uri {
         // The matched prefix is replaced; for other matches, the whole path.
         let prefix = route_prefix(route, &path);

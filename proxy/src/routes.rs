@@ -278,6 +278,8 @@ pub struct Route {
     matches: Vec<Match>,
     /// Backends with the cumulative weight up to and including each.
     cumulative: Vec<u32>,
+    /// The rewrite's path regex, compiled (unanchored, as written).
+    pub rewrite_regex: Option<Regex>,
 }
 
 impl Route {
@@ -295,10 +297,17 @@ impl Route {
                 Some(*sum)
             })
             .collect();
+        // A regex that does not compile leaves paths as they are.
+        let rewrite_regex = spec
+            .rewrite
+            .as_ref()
+            .and_then(|r| r.uri_regex.as_ref())
+            .and_then(|(pattern, _)| Regex::new(pattern).ok());
         Ok(Self {
             spec: spec.clone(),
             matches,
             cumulative,
+            rewrite_regex,
         })
     }
 
