@@ -572,11 +572,7 @@ async fn outbound_request(
         dst_identity: String::new(),
     };
     let response = route_outbound(forwarder, request, app, original, &mut labels).await;
-    let src_identity = forwarder
-        .state
-        .tls()
-        .map(|t| t.id.clone())
-        .unwrap_or_default();
+    let src_identity = forwarder.state.own_identity();
     forwarder.state.metrics.request(
         RequestLabels {
             direction: Direction::Outbound.as_str(),
@@ -929,11 +925,7 @@ where
         async move {
             let started = Instant::now();
             let response = inbound_request(&forwarder, request, port, &app_h2).await;
-            let dst_identity = forwarder
-                .state
-                .tls()
-                .map(|t| t.id.clone())
-                .unwrap_or_default();
+            let dst_identity = forwarder.state.own_identity();
             forwarder.state.metrics.request(
                 RequestLabels {
                     direction: Direction::Inbound.as_str(),

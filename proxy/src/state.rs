@@ -119,6 +119,11 @@ impl ProxyState {
         self.current.read().ok().and_then(|c| c.tls.clone())
     }
 
+    /// This proxy's SPIFFE ID, "" before it has a certificate.
+    pub fn own_identity(&self) -> String {
+        self.tls().map(|t| t.id.clone()).unwrap_or_default()
+    }
+
     /// Why the proxy is not ready, if it is not.
     pub fn not_ready(&self) -> Option<&'static str> {
         if self.draining.load(Ordering::Relaxed) {
