@@ -302,6 +302,16 @@ fn web_service(ns: &str) -> serde_json::Value {
                  "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]}})
 }
 
+/// VirtualService `web`: `v1` and `v2` (DestinationRule subsets) weighted.
+fn web_split(ns: &str, v1: u32, v2: u32) -> serde_json::Value {
+    json!({
+        "apiVersion": "plexus.dev/v1alpha1", "kind": "VirtualService",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"hosts": ["web"], "http": [{"route": [
+            {"destination": {"host": "web", "subset": "v1"}, "weight": v1},
+            {"destination": {"host": "web", "subset": "v2"}, "weight": v2}]}]}})
+}
+
 /// A Deployment of one test-server pod, its container named `container`.
 fn test_server(
     name: &str,
@@ -379,16 +389,7 @@ async fn split_scenario(client: &Client) -> anyhow::Result<()> {
         let routes: Api<plexus_crds::virtual_service::VirtualService> =
             Api::namespaced(client.clone(), &ns);
         routes
-            .patch(
-                "web",
-                &apply,
-                &Patch::Apply(json!({
-                "apiVersion": "plexus.dev/v1alpha1", "kind": "VirtualService",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {"hosts": ["web"], "http": [{"route": [
-                    {"destination": {"host": "web", "subset": "v1"}, "weight": 90},
-                    {"destination": {"host": "web", "subset": "v2"}, "weight": 10}]}]}})),
-            )
+            .patch("web", &apply, &Patch::Apply(web_split(&ns, 90, 10)))
             .await?;
 
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -501,16 +502,7 @@ async fn split_scenario(client: &Client) -> anyhow::Result<()> {
         // A change of the split reaches the running client proxy through
         // its API watch, long before the kubelet would refresh the file.
         routes
-            .patch(
-                "web",
-                &apply,
-                &Patch::Apply(json!({
-                "apiVersion": "plexus.dev/v1alpha1", "kind": "VirtualService",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {"hosts": ["web"], "http": [{"route": [
-                    {"destination": {"host": "web", "subset": "v1"}, "weight": 0},
-                    {"destination": {"host": "web", "subset": "v2"}, "weight": 100}]}]}})),
-            )
+            .patch("web", &apply, &Patch::Apply(web_split(&ns, 0, 100)))
             .await?;
         let changed = std::time::Instant::now();
         loop {
