@@ -9,6 +9,11 @@ pub const INJECT_ENABLED: &str = "enabled";
 /// Value of [`INJECT_LABEL`] that turns injection off.
 pub const INJECT_DISABLED: &str = "disabled";
 
+/// Name of the proxy container the webhook injects.
+pub const PROXY_CONTAINER: &str = "plexus-proxy";
+/// Name of the init container that redirects the pod's traffic.
+pub const INIT_CONTAINER: &str = "plexus-init";
+
 /// The namespace the mesh's control plane runs in, unless configured otherwise.
 pub const DEFAULT_MESH_NAMESPACE: &str = "plexus-system";
 /// Field manager of every write the operator makes (server-side apply).

@@ -7,12 +7,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use plexus_crds::keys::{INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL};
+use plexus_crds::keys::{INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, PROXY_CONTAINER};
 
 use crate::compile::{EndpointInput, ServiceInput, ServicePortInput};
-
-/// The name of the injected proxy container.
-pub const PROXY_CONTAINER: &str = "plexus-proxy";
 
 /// What the compiler needs of a pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

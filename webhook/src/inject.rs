@@ -31,10 +31,7 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// Name of the proxy container.
-pub const PROXY_CONTAINER: &str = "plexus-proxy";
-/// Name of the init container that redirects the pod's traffic.
-pub const INIT_CONTAINER: &str = "plexus-init";
+pub use plexus_crds::keys::{INIT_CONTAINER, PROXY_CONTAINER};
 /// Annotation the webhook sets on every pod it injected: the proxy's version.
 pub const PROXY_VERSION_ANNOTATION: &str = "plexus.dev/proxy-version";
 /// Annotation recording a restart policy the webhook changed (see README).
