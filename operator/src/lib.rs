@@ -6,6 +6,7 @@
 pub mod authority;
 pub mod authority_task;
 pub mod ca;
+pub mod cleanup;
 pub mod compile;
 pub mod context;
 pub mod identities;

@@ -11,6 +11,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use plexus_crds::keys::DEFAULT_MESH_NAMESPACE;
 use plexus_operator::authority_task::{self, Publisher};
+use plexus_operator::cleanup;
 use plexus_operator::context::{Config, Context};
 use plexus_operator::identities::{self, managed_selector};
 use plexus_operator::leader::Elector;
@@ -27,7 +28,7 @@ use tokio_stream::wrappers::WatchStream;
 #[command(version)]
 struct Args {
     /// Namespace of the control plane (CA Secret, webhook Secret, Lease).
-    #[arg(long, env = "PLEXUS_MESH_NAMESPACE", default_value = DEFAULT_MESH_NAMESPACE)]
+    #[arg(long, env = "PLEXUS_MESH_NAMESPACE", default_value = DEFAULT_MESH_NAMESPACE, global = true)]
     mesh_namespace: String,
     /// The webhook's Service, named in its serving certificate.
     #[arg(long, env = "PLEXUS_WEBHOOK_SERVICE", default_value = "plexus-webhook")]
@@ -46,7 +47,7 @@ struct Args {
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
     /// Name of the leader Lease.
-    #[arg(long, default_value = "plexus-operator")]
+    #[arg(long, default_value = "plexus-operator", global = true)]
     lease_name: String,
     /// The cluster's DNS domain.
     #[arg(long, env = "PLEXUS_CLUSTER_DOMAIN", default_value = "cluster.local")]
@@ -54,6 +55,24 @@ struct Args {
     /// Log format.
     #[arg(long, env = "PLEXUS_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Delete everything the operator created (identities, proxy
+    /// configurations and their Roles, the generated root, the webhook's
+    /// certificate, the leader Lease), once the operator's pods are gone.
+    /// The Helm chart's post-delete hook runs it.
+    Cleanup {
+        /// Label selector of the operator's pods in the mesh namespace.
+        #[arg(long, default_value = "app.kubernetes.io/name=plexus-operator")]
+        operator_pods: String,
+        /// How long to wait for them to stop, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait_seconds: u64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -83,6 +102,21 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the API server")?;
+    if let Some(Command::Cleanup {
+        operator_pods,
+        wait_seconds,
+    }) = args.command
+    {
+        let cleanup = cleanup::Cleanup {
+            mesh_namespace: args.mesh_namespace,
+            lease_name: args.lease_name,
+            operator_pods,
+            wait: std::time::Duration::from_secs(wait_seconds),
+        };
+        let deleted = cleanup::run(&client, &cleanup).await?;
+        tracing::info!(deleted, "cleanup done");
+        return Ok(());
+    }
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Metrics::register(&mut registry);
     let health = Health::new(registry);
@@ -111,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
     tokio::select! {
         () = elector.acquire() => {}
-        _ = tokio::signal::ctrl_c() => return Ok(()),
+        () = terminated() => return Ok(()),
     }
     tracing::info!(%identity, "leading");
     metrics.leader.set(1);
@@ -178,8 +212,26 @@ async fn main() -> anyhow::Result<()> {
         () = identities::run(ctx.clone(), bundle_changed, stopped()) => Ok(()),
         () = mesh_config::run(ctx, args.cluster_domain) => Ok(()),
         () = elector.hold() => Err(anyhow::anyhow!("lost the leader lease; exiting so that only one replica issues certificates")),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = terminated() => Ok(()),
     };
     let _ = stop_tx.send(true);
     result
+}
+
+/// SIGTERM (what the kubelet sends) or SIGINT.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("stopping");
 }
