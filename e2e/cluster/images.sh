@@ -4,6 +4,8 @@
 
 IMAGE_CACHE="${PLEXUS_CACHE:-/var/cache/plexus}/images"
 REPO_ROOT="$(cd "$HERE/../.." && pwd)"
+# Every image the project builds (stages of e2e/images/*Dockerfile).
+PROJECT_IMAGES=(test-server toolbox proxy operator webhook)
 
 buildah_cmd() {
     # vfs and chroot isolation: no overlay mounts or user namespaces needed.
@@ -45,17 +47,20 @@ build_project_images() {
     local tag context
     tag=$(image_tag)
     context=$(mktemp -d)
-    log "building the test-server and the proxy (release, static)"
+    log "building the test-server, the proxy, the operator and the webhook (release, static)"
     (cd "$REPO_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
         cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu \
-            -p plexus-e2e --bin test-server -p plexus-proxy --bin plexus-proxy) ||
-        die "cargo build of the test-server and the proxy failed"
-    cp "$REPO_ROOT/target/x86_64-unknown-linux-gnu/release/test-server" "$context/"
-    cp "$REPO_ROOT/target/x86_64-unknown-linux-gnu/release/plexus-proxy" "$context/"
+            -p plexus-e2e --bin test-server -p plexus-proxy --bin plexus-proxy \
+            -p plexus-operator --bin plexus-operator -p plexus-webhook --bin plexus-webhook) ||
+        die "cargo build of the project's binaries failed"
+    local binary
+    for binary in test-server plexus-proxy plexus-operator plexus-webhook; do
+        cp "$REPO_ROOT/target/x86_64-unknown-linux-gnu/release/$binary" "$context/"
+    done
     cp /bin/busybox "$context/busybox"
     "$REPO_ROOT/e2e/images/nft-root.sh" "$context/nft-root" || die "collecting nft for the proxy image"
     local image
-    for image in test-server toolbox proxy; do
+    for image in "${PROJECT_IMAGES[@]}"; do
         log "building image plexus/$image:$tag"
         oci_archive "docker.io/plexus/$image:$tag" "$context" "$REPO_ROOT/e2e/images/prebuilt.Dockerfile" "$image" >/dev/null
     done
@@ -70,8 +75,9 @@ image_tag() {
 load_project_images() {
     local tag archive
     tag=$(image_tag)
-    for archive in "$IMAGE_CACHE/test-server.tar" "$IMAGE_CACHE/toolbox.tar" "$IMAGE_CACHE/proxy.tar"; do
-        ctr_k8s images import "$archive" >/dev/null || die "importing $archive into the cluster"
+    local image
+    for image in "${PROJECT_IMAGES[@]}"; do
+        ctr_k8s images import "$IMAGE_CACHE/$image.tar" >/dev/null || die "importing $IMAGE_CACHE/$image.tar into the cluster"
     done
-    log "images plexus/test-server:$tag, plexus/toolbox:$tag and plexus/proxy:$tag are in the cluster"
+    log "images ${PROJECT_IMAGES[*]} (plexus/<name>:$tag) are in the cluster"
 }

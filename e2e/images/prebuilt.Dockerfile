@@ -20,3 +20,16 @@ COPY plexus-proxy /plexus-proxy
 COPY nft-root/ /
 USER 2102:2102
 ENTRYPOINT ["/plexus-proxy"]
+
+# The control plane: the operator and the webhook, static binaries as an
+# unprivileged user (the chart's securityContexts ask for the same).
+FROM scratch AS operator
+COPY plexus-operator /plexus-operator
+USER 65532:65532
+ENTRYPOINT ["/plexus-operator"]
+
+FROM scratch AS webhook
+COPY plexus-webhook /plexus-webhook
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["/plexus-webhook"]
