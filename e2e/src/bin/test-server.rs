@@ -1,16 +1,29 @@
-//! The test server deployed by the e2e suite and the demo.
+//! The test server deployed by the e2e suite, and every service of the demo
+//! application (`demo/`).
 //!
-//! Answers every request with JSON naming who answered (version, pod,
-//! namespace) and what it received (method, path, query, headers). It can be
-//! told to misbehave per request: `?status=503` answers with that status,
-//! `?delay=250ms` waits first. `/call?url=…&count=N` makes N requests to
-//! another service (through the pod's sidecar, when meshed), propagating
-//! `end-user` and `x-request-id`, and answers with the versions and status
-//! codes that came back. Configured by environment: `PORT` (8080),
-//! `VERSION`, `POD_NAME`, `POD_NAMESPACE`.
+//! Answers every request with JSON naming who answered (service, version,
+//! pod, namespace) and what it received (method, path, query, headers). It
+//! can be told to misbehave per request: `?status=503` answers with that
+//! status (`&every=N`: only every Nth request, the others 200),
+//! `?delay=250ms` waits first.
+//!
+//! With `UPSTREAMS` set (comma-separated URLs), each request first calls
+//! every upstream, propagating `end-user` and `x-request-id`, and nests their
+//! answers under `upstreams`: that is how the demo's productpage calls
+//! details and reviews, and reviews v2 and v3 call ratings, as in Istio's
+//! Bookinfo.
+//!
+//! `/call?url=…&count=N[&user=NAME]` makes N requests to another service
+//! (through the pod's sidecar, when meshed), propagating `end-user` (or
+//! setting it to NAME) and `x-request-id`, and answers with the versions
+//! and status codes that came back, and every `service:version` seen in the
+//! answers' upstream trees. Configured by environment: `PORT` (8080),
+//! `SERVICE`, `VERSION`, `UPSTREAMS`, `POD_NAME`, `POD_NAMESPACE`.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, Request};
@@ -21,6 +34,7 @@ use serde_json::json;
 
 #[derive(Clone)]
 struct Identity {
+    service: String,
     version: String,
     pod: String,
     namespace: String,
@@ -36,20 +50,36 @@ async fn main() -> anyhow::Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("PORT={:?}: {e}", env_or("PORT", "")))?;
     let identity = Identity {
+        service: env_or("SERVICE", "test-server"),
         version: env_or("VERSION", "v1"),
         pod: env_or("POD_NAME", &env_or("HOSTNAME", "unknown")),
         namespace: env_or("POD_NAMESPACE", "unknown"),
     };
+    let upstreams = env_or("UPSTREAMS", "")
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<axum::http::Uri>()
+                .map_err(|e| anyhow::anyhow!("UPSTREAMS: {url:?} is not a URL: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let caller: Caller =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
+    let server = Arc::new(Server {
+        identity,
+        upstreams,
+        caller: caller.clone(),
+        requests: AtomicU64::new(0),
+    });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/call",
             get(move |query, headers| call(caller.clone(), query, headers)),
         )
-        .fallback(move |connect, query, request| echo(identity.clone(), connect, query, request));
+        .fallback(move |connect, query, request| echo(server.clone(), connect, query, request));
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await?;
     eprintln!("test-server listening on :{port}");
@@ -64,12 +94,23 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn echo(
+/// What every answer needs: who this is, whom it calls, and a count of
+/// requests (for `every=`).
+struct Server {
     identity: Identity,
+    upstreams: Vec<axum::http::Uri>,
+    caller: Caller,
+    requests: AtomicU64,
+}
+
+async fn echo(
+    server: Arc<Server>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<BTreeMap<String, String>>,
     request: Request,
 ) -> Response {
+    let identity = &server.identity;
+    let nth = server.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if let Some(delay) = query.get("delay") {
         match parse_delay(delay) {
             Some(delay) => tokio::time::sleep(delay).await,
@@ -80,12 +121,18 @@ async fn echo(
             }
         }
     }
+    let every = match query.get("every").map(|n| n.parse::<u64>()) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        Some(_) => return bad_request("every: expected a positive number".into()),
+    };
     let status = match query
         .get("status")
         .map(|s| s.parse::<u16>().map(StatusCode::from_u16))
     {
         None => StatusCode::OK,
-        Some(Ok(Ok(status))) => status,
+        Some(Ok(Ok(status))) if nth.is_multiple_of(every) => status,
+        Some(Ok(Ok(_))) => StatusCode::OK,
         Some(_) => {
             return bad_request(format!(
                 "status={:?}: expected an HTTP status code",
@@ -93,7 +140,19 @@ async fn echo(
             ));
         }
     };
+    let mut upstreams = Vec::with_capacity(server.upstreams.len());
+    for uri in &server.upstreams {
+        upstreams.push(
+            match get_json(&server.caller, uri.clone(), request.headers(), None).await {
+                Ok((status, body)) => {
+                    json!({"url": uri.to_string(), "status": status.as_u16(), "body": body})
+                }
+                Err(error) => json!({"url": uri.to_string(), "error": error}),
+            },
+        );
+    }
     let body = json!({
+        "service": identity.service,
         "version": identity.version,
         "pod": identity.pod,
         "namespace": identity.namespace,
@@ -102,6 +161,7 @@ async fn echo(
         "path": request.uri().path(),
         "query": query,
         "headers": headers(request.headers()),
+        "upstreams": upstreams,
     });
     (status, Json(body)).into_response()
 }
@@ -123,7 +183,6 @@ async fn call(
     Query(query): Query<BTreeMap<String, String>>,
     incoming: HeaderMap,
 ) -> Response {
-    use http_body_util::BodyExt;
     let Some(url) = query.get("url") else {
         return bad_request("url= is required".into());
     };
@@ -135,37 +194,90 @@ async fn call(
         Some(Ok(n)) if (1..=MAX_CALLS).contains(&n) => n,
         Some(_) => return bad_request(format!("count: expected 1 to {MAX_CALLS}")),
     };
+    let user = query.get("user").map(|u| u.as_str());
     let mut versions = BTreeMap::<String, u32>::new();
     let mut statuses = BTreeMap::<String, u32>::new();
     let mut errors = BTreeMap::<String, u32>::new();
+    let mut services = BTreeMap::<String, u32>::new();
     for _ in 0..count {
-        let mut request = axum::http::Request::get(uri.clone());
-        for name in PROPAGATED {
-            if let Some(value) = incoming.get(name) {
-                request = request.header(name, value);
-            }
-        }
-        let Ok(request) = request.body(http_body_util::Empty::new()) else {
-            return bad_request(format!("url={url:?} cannot be requested"));
-        };
-        match caller.request(request).await {
-            Ok(response) => {
-                *statuses
-                    .entry(response.status().as_u16().to_string())
-                    .or_default() += 1;
-                let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        match get_json(&caller, uri.clone(), &incoming, user).await {
+            Ok((status, body)) => {
+                *statuses.entry(status.as_u16().to_string()).or_default() += 1;
                 let version = body
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                    .and_then(|v| v.get("version")?.as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "none".into());
+                    .get("version")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("none")
+                    .to_owned();
                 *versions.entry(version).or_default() += 1;
+                count_services(&body, &mut services);
             }
-            Err(error) => *errors.entry(error.to_string()).or_default() += 1,
+            Err(error) => *errors.entry(error).or_default() += 1,
         }
     }
-    Json(json!({"count": count, "versions": versions, "statuses": statuses, "errors": errors}))
+    Json(json!({"count": count, "versions": versions, "statuses": statuses, "errors": errors, "services": services}))
         .into_response()
+}
+
+/// How long one call to another service may take.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// GETs `uri`, propagating `end-user` (or setting it to `user`) and
+/// `x-request-id` from `incoming`; the status and the body as JSON (null
+/// when it is not JSON).
+async fn get_json(
+    caller: &Caller,
+    uri: axum::http::Uri,
+    incoming: &HeaderMap,
+    user: Option<&str>,
+) -> Result<(StatusCode, serde_json::Value), String> {
+    use http_body_util::BodyExt;
+    let mut request = axum::http::Request::get(uri);
+    for name in PROPAGATED {
+        if let Some(value) = incoming.get(name) {
+            request = request.header(name, value);
+        }
+    }
+    if let Some(user) = user {
+        request = request.header("end-user", user);
+    }
+    let request = request
+        .body(http_body_util::Empty::new())
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let response = caller.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+    };
+    tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {CALL_TIMEOUT:?}")))
+}
+
+/// Counts `service:version` of an answer and of every answer nested under
+/// its `upstreams`.
+fn count_services(body: &serde_json::Value, services: &mut BTreeMap<String, u32>) {
+    if let (Some(service), Some(version)) = (
+        body.get("service").and_then(|s| s.as_str()),
+        body.get("version").and_then(|v| v.as_str()),
+    ) {
+        *services.entry(format!("{service}:{version}")).or_default() += 1;
+    }
+    for upstream in body
+        .get("upstreams")
+        .and_then(|u| u.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(body) = upstream.get("body") {
+            count_services(body, services);
+        }
+    }
 }
 
 fn headers(headers: &HeaderMap) -> BTreeMap<String, String> {
