@@ -9,5 +9,10 @@ cd "$(dirname "$0")/.."
 [[ -n ${KUBECONFIG:-} ]] || { echo "error: KUBECONFIG is not set" >&2; exit 1; }
 kubectl version >/dev/null || { echo "error: the cluster of $KUBECONFIG does not answer" >&2; exit 1; }
 
+# The suite installs the chart with the pinned Helm (scripts/install-helm.sh
+# caches it outside the repository).
+PLEXUS_HELM=$(scripts/install-helm.sh)
+export PLEXUS_HELM
+
 # The e2e tests are #[ignore]d in the unit tier; here they are what runs.
 cargo test --locked -p plexus-e2e -p plexus-operator -p plexus-webhook -p plexus-proxy -- --ignored --test-threads 2

@@ -3,6 +3,8 @@
 //! a namespace of its own, deleted when the test ends.
 #![forbid(unsafe_code)]
 
+pub mod demo;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -154,15 +156,19 @@ pub async fn wait_for_pod(
 
 /// The pod is Ready.
 pub fn is_ready() -> impl Condition<Pod> {
-    |pod: Option<&Pod>| {
-        pod.and_then(|p| p.status.as_ref())
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
-    }
+    |pod: Option<&Pod>| pod.is_some_and(pod_is_ready)
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
 }
 
 /// The pod has finished, successfully or not.

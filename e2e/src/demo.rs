@@ -1,0 +1,538 @@
+//! Plexus installed with its Helm chart and the demo application
+//! (`demo/`), driven the way a user would: `helm`, `kubectl apply`, and
+//! traffic started from the demo's `client` pod. Shared by the e2e suite
+//! (`tests/mesh.rs`) and the demo command (`src/bin/demo.rs`), so that the
+//! demo shows exactly what the suite asserts.
+//!
+//! Everything goes through the API server (pod proxy subresource for the
+//! client's `/call` and the proxies' `/metrics`), so it works on any
+//! cluster `KUBECONFIG` names: kind, or the local one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use plexus_crds::keys::{
+    DEFAULT_MESH_NAMESPACE, INIT_CONTAINER, INJECT_ENABLED, INJECT_LABEL, PROXY_CONTAINER,
+};
+
+use crate::FIELD_MANAGER;
+
+/// The repository's root (the chart and the demo's manifests live there).
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The chart, `helm/plexus`.
+pub fn chart() -> PathBuf {
+    repository().join("helm/plexus")
+}
+
+/// The demo application's manifests.
+pub fn demo_app() -> PathBuf {
+    repository().join("demo/app.yaml")
+}
+
+/// The demo's routing rules (DestinationRules and VirtualServices).
+pub fn demo_routing() -> PathBuf {
+    repository().join("demo/routing")
+}
+
+/// The release name and namespace the chart is installed with.
+pub const RELEASE: &str = "plexus";
+pub const MESH_NAMESPACE: &str = DEFAULT_MESH_NAMESPACE;
+/// Port of every demo service, and of the proxy's admin server.
+pub const APP_PORT: u16 = 9080;
+pub const PROXY_ADMIN_PORT: u16 = 4191;
+
+/// The helm binary: `PLEXUS_HELM` (scripts/install-helm.sh prints it), or
+/// `helm` on PATH.
+pub fn helm_binary() -> PathBuf {
+    std::env::var_os("PLEXUS_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "helm".into())
+}
+
+/// Runs a command; its stdout, or an error with its stderr.
+pub fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    use std::io::Write;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if stdin.is_some() {
+        command.stdin(std::process::Stdio::piped());
+    }
+    let shown = format!("{} {}", program.display(), args.join(" "));
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+pub fn kubectl(args: &[&str]) -> anyhow::Result<String> {
+    run(Path::new("kubectl"), args, None)
+}
+
+/// `helm upgrade --install` of the chart into `plexus-system`, waiting until
+/// the operator and the webhook are Ready.
+pub fn helm_install(extra: &[&str]) -> anyhow::Result<String> {
+    let chart = chart();
+    let mut args = vec![
+        "upgrade",
+        "--install",
+        RELEASE,
+        chart.to_str().context("the chart's path")?,
+        "--namespace",
+        MESH_NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "5m",
+    ];
+    args.extend_from_slice(extra);
+    run(&helm_binary(), &args, None)
+}
+
+pub fn helm_uninstall() -> anyhow::Result<String> {
+    run(
+        &helm_binary(),
+        &[
+            "uninstall",
+            RELEASE,
+            "--namespace",
+            MESH_NAMESPACE,
+            "--wait",
+            "--timeout",
+            "5m",
+        ],
+        None,
+    )
+}
+
+/// Labels `namespace` for injection (server-side apply of the label only).
+pub async fn label_for_injection(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            namespace,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": {INJECT_LABEL: INJECT_ENABLED}}})),
+        )
+        .await
+        .with_context(|| format!("labelling namespace {namespace}"))?;
+    Ok(())
+}
+
+/// The demo's Deployments, one pod each.
+pub const DEPLOYMENTS: [&str; 7] = [
+    "productpage-v1",
+    "details-v1",
+    "reviews-v1",
+    "reviews-v2",
+    "reviews-v3",
+    "ratings-v1",
+    "client",
+];
+
+/// The pod has the webhook's init container and the proxy: a container, or
+/// a native sidecar (an init container that keeps running) on Kubernetes
+/// 1.29 and later.
+pub fn injected(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let init = spec.init_containers.iter().flatten();
+    init.clone().any(|c| c.name == INIT_CONTAINER)
+        && init
+            .chain(&spec.containers)
+            .any(|c| c.name == PROXY_CONTAINER)
+}
+
+/// Applies the demo application in `namespace` and waits until each of its
+/// Deployments has a Ready pod (and no other pods are left from a rollout).
+pub async fn deploy_app(client: &Client, namespace: &str) -> anyhow::Result<Vec<Pod>> {
+    let app = demo_app();
+    kubectl(&[
+        "apply",
+        "--namespace",
+        namespace,
+        "-f",
+        app.to_str().context("the demo's path")?,
+    ])?;
+    ready_pods(client, namespace, Duration::from_secs(180)).await
+}
+
+/// Waits until every demo Deployment has exactly one pod and it is Ready.
+pub async fn ready_pods(
+    client: &Client,
+    namespace: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Pod>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let list = pods.list(&ListParams::default()).await?.items;
+        let live: Vec<Pod> = list
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let ready = live.iter().filter(|p| crate::pod_is_ready(p)).count();
+        if live.len() == DEPLOYMENTS.len() && ready == live.len() {
+            return Ok(live);
+        }
+        if std::time::Instant::now() > deadline {
+            let states: Vec<String> = live
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} ready={} phase={}",
+                        p.name_any(),
+                        crate::pod_is_ready(p),
+                        p.status
+                            .as_ref()
+                            .and_then(|s| s.phase.clone())
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            bail!(
+                "the demo's pods are not all Ready after {timeout:?}: {}",
+                states.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Applies the demo's routing rules (`demo/routing/`) in `namespace`.
+pub fn apply_routing(namespace: &str) -> anyhow::Result<()> {
+    let path = demo_routing();
+    kubectl(&[
+        "apply",
+        "--namespace",
+        namespace,
+        "-f",
+        path.to_str().context("the routing's path")?,
+    ])?;
+    Ok(())
+}
+
+/// The first pod of a demo Deployment (by its `app` and `version` labels;
+/// the client has only `app`).
+pub async fn pod_of(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    version: Option<&str>,
+) -> anyhow::Result<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = match version {
+        Some(version) => format!("app={app},version={version}"),
+        None => format!("app={app}"),
+    };
+    pods.list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .with_context(|| format!("no pod {selector} in {namespace}"))
+}
+
+/// What the client's `/call` answers: counts by status, by the answering
+/// version, by error, and by every `service:version` in the answers' trees.
+#[derive(Debug, Default, Deserialize)]
+pub struct Calls {
+    pub count: u32,
+    #[serde(default)]
+    pub statuses: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub versions: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub errors: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub services: BTreeMap<String, u32>,
+}
+
+impl Calls {
+    /// How many answers included `service:version`.
+    pub fn saw(&self, service: &str, version: &str) -> u32 {
+        self.services
+            .get(&format!("{service}:{version}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn status(&self, status: u16) -> u32 {
+        self.statuses.get(&status.to_string()).copied().unwrap_or(0)
+    }
+}
+
+/// GETs `path` from port `port` of `pod`, through the API server.
+pub async fn pod_get(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    path: &str,
+) -> anyhow::Result<String> {
+    let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}");
+    let request = http::Request::get(&uri).body(Vec::new())?;
+    client
+        .request_text(request)
+        .await
+        .with_context(|| format!("GET {uri}"))
+}
+
+/// Makes the demo's client pod call `url` `count` times (as `user`, when
+/// given), through its sidecar.
+pub async fn call(
+    client: &Client,
+    namespace: &str,
+    url: &str,
+    count: u32,
+    user: Option<&str>,
+) -> anyhow::Result<Calls> {
+    let pod = pod_of(client, namespace, "client", None).await?;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("url", url)
+        .append_pair("count", &count.to_string());
+    if let Some(user) = user {
+        query.append_pair("user", user);
+    }
+    let path = format!("/call?{}", query.finish());
+    let text = pod_get(client, namespace, &pod.name_any(), APP_PORT, &path).await?;
+    serde_json::from_str(&text).with_context(|| format!("the client's answer: {text}"))
+}
+
+/// The Prometheus text of the proxy of `pod`.
+pub async fn proxy_metrics(client: &Client, namespace: &str, pod: &str) -> anyhow::Result<String> {
+    pod_get(client, namespace, pod, PROXY_ADMIN_PORT, "/metrics").await
+}
+
+/// From a proxy's metrics: requests it received, by the peer's SPIFFE
+/// identity (the mTLS client certificate's), summed over routes and statuses.
+pub fn inbound_identities(metrics: &str) -> BTreeMap<String, u64> {
+    let mut identities = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("plexus_proxy_requests_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        if !labels.contains("direction=\"inbound\"") {
+            continue;
+        }
+        let identity = labels
+            .split("src_identity=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_default();
+        let count = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+        *identities.entry(identity.to_owned()).or_default() += count;
+    }
+    identities
+}
+
+/// The SPIFFE identity of the demo's ServiceAccount `account`.
+pub fn spiffe_id(namespace: &str, account: &str) -> String {
+    format!("spiffe://cluster.local/ns/{namespace}/sa/{account}")
+}
+
+/// Waits until the routing rules are in force on the client's path: a
+/// request of `end-user: jason` reaches reviews v2 ten times in a row.
+pub async fn wait_for_routing(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let calls = call(client, namespace, PRODUCTPAGE, 10, Some("jason")).await?;
+        if calls.saw("reviews", "v2") == 10 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the routing rules are not in force after 90s: {calls:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// productpage's URL as the client calls it.
+pub const PRODUCTPAGE: &str = "http://productpage:9080/productpage";
+
+/// The share of `part` in `total`, in percent.
+pub fn percent(part: u32, total: u32) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        f64::from(part) * 100.0 / f64::from(total)
+    }
+}
+
+/// Who calls whom in the demo: (app, version, the caller's ServiceAccount).
+pub const CALLERS: [(&str, Option<&str>, &str); 5] = [
+    ("productpage", Some("v1"), "client"),
+    ("details", Some("v1"), "productpage"),
+    ("reviews", Some("v1"), "productpage"),
+    ("reviews", Some("v2"), "productpage"),
+    ("ratings", Some("v1"), "reviews"),
+];
+
+/// What one proxy of the demo saw: requests by peer identity, and the
+/// identity its caller must have presented.
+pub struct Seen {
+    pub workload: String,
+    pub expected: String,
+    pub identities: BTreeMap<String, u64>,
+}
+
+impl Seen {
+    /// Requests came from the expected identity, and none without one.
+    pub fn holds(&self) -> bool {
+        self.identities.get(&self.expected).copied().unwrap_or(0) > 0
+            && !self.identities.contains_key("")
+    }
+}
+
+/// Reads the inbound identities of every demo proxy that has a caller.
+pub async fn seen_identities(client: &Client, namespace: &str) -> anyhow::Result<Vec<Seen>> {
+    let mut seen = Vec::new();
+    for (app, version, caller) in CALLERS {
+        let pod = pod_of(client, namespace, app, version).await?;
+        let metrics = proxy_metrics(client, namespace, &pod.name_any()).await?;
+        seen.push(Seen {
+            workload: format!("{app} {}", version.unwrap_or_default()),
+            expected: spiffe_id(namespace, caller),
+            identities: inbound_identities(&metrics),
+        });
+    }
+    Ok(seen)
+}
+
+/// A control-plane Deployment's Ready replicas against the ones it wants.
+#[derive(Debug)]
+pub struct Replicas {
+    pub name: &'static str,
+    pub ready: i32,
+    pub desired: i32,
+}
+
+impl Replicas {
+    pub fn holds(&self) -> bool {
+        self.desired > 0 && self.ready == self.desired
+    }
+}
+
+/// The operator's and the webhook's Deployments in the mesh namespace.
+pub async fn control_plane(client: &Client) -> anyhow::Result<Vec<Replicas>> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), MESH_NAMESPACE);
+    let mut replicas = Vec::new();
+    for name in ["plexus-operator", "plexus-webhook"] {
+        let deployment = deployments
+            .get(name)
+            .await
+            .with_context(|| format!("reading Deployment {MESH_NAMESPACE}/{name}"))?;
+        replicas.push(Replicas {
+            name,
+            ready: deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
+            desired: deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1),
+        });
+    }
+    Ok(replicas)
+}
+
+/// The sum of `plexus_proxy_retries_total` in a proxy's metrics.
+pub fn retries(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("plexus_proxy_retries_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// `count` calls from the client to a ratings that fails every other
+/// request with a 503 (`?status=503&every=2`); ratings' VirtualService
+/// retries 5xx. What came back, and how many retries the client's proxy
+/// made meanwhile.
+pub async fn call_flaky_ratings(
+    client: &Client,
+    namespace: &str,
+    count: u32,
+) -> anyhow::Result<(Calls, f64)> {
+    let pod = pod_of(client, namespace, "client", None).await?.name_any();
+    let before = retries(&proxy_metrics(client, namespace, &pod).await?);
+    let calls = call(client, namespace, FLAKY_RATINGS, count, None).await?;
+    let after = retries(&proxy_metrics(client, namespace, &pod).await?);
+    Ok((calls, after - before))
+}
+
+/// ratings, failing every other request.
+pub const FLAKY_RATINGS: &str = "http://ratings:9080/ratings?status=503&every=2";
+/// ratings, answering after 3 s; its VirtualService's timeout is 1 s.
+pub const SLOW_RATINGS: &str = "http://ratings:9080/ratings?delay=3s";
+
+/// `count` calls from the client to a ratings that answers after 3 s: what
+/// came back and how long they took in all.
+pub async fn call_slow_ratings(
+    client: &Client,
+    namespace: &str,
+    count: u32,
+) -> anyhow::Result<(Calls, Duration)> {
+    let started = std::time::Instant::now();
+    let calls = call(client, namespace, SLOW_RATINGS, count, None).await?;
+    Ok((calls, started.elapsed()))
+}
+
+/// Waits until `kubectl get mesh default` shows Ready True (the operator's
+/// leader has the root); returns that line.
+pub async fn wait_for_mesh_ready(timeout: Duration) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mesh = kubectl(&["get", "mesh", "default"])?;
+        let ready = mesh.lines().nth(1).is_some_and(|row| {
+            // NAME TRUST-DOMAIN MTLS IDENTITIES ROOT-EXPIRY READY AGE
+            row.split_whitespace().nth(5) == Some("True")
+        });
+        if ready {
+            return Ok(mesh);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the Mesh is not Ready after {timeout:?}:\n{mesh}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
