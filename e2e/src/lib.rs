@@ -61,6 +61,21 @@ pub async fn apply_crds(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes what an operator that a test ran on this machine created, once
+/// it is stopped: `plexus-operator cleanup` (the chart's uninstall hook)
+/// deletes the identities, proxy ConfigMaps and Roles, the generated root,
+/// the webhook certificate, and its leader Lease `lease`. So the next test,
+/// or a `helm install`, finds the cluster as it was.
+pub fn operator_cleanup(operator: &std::path::Path, lease: &str) -> anyhow::Result<()> {
+    demo::run(
+        operator,
+        &["--log-format", "text", "--lease-name", lease, "cleanup"],
+        None,
+    )
+    .map(drop)
+    .with_context(|| format!("cleaning up after the operator (Lease {lease})"))
+}
+
 /// Runs `test` in a fresh namespace named `<prefix>-<random>`, then deletes
 /// the namespace whatever the outcome.
 pub async fn in_namespace<F, Fut>(client: &Client, prefix: &str, test: F) -> anyhow::Result<()>

@@ -66,6 +66,9 @@ async fn events(client: &Client, namespace: &str, reason: &str) -> anyhow::Resul
         .count())
 }
 
+/// The leader Lease of this test's operator.
+const LEASE: &str = "plexus-operator-ca-test";
+
 #[tokio::test]
 #[ignore = "needs a cluster: scripts/test.sh runs it on the local cluster, e2e/kind/run.sh on kind"]
 async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::Result<()> {
@@ -170,7 +173,7 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
     };
 
     let result = async {
-        let mut operator = Operator::start(&log, "plexus-operator-ca-test")?;
+        let mut operator = Operator::start(&log, LEASE)?;
         let (alpha_cert, alpha_bundle, _) = eventually("alpha's identity", Duration::from_secs(60), identity("alpha")).await?;
         let (beta_cert, beta_bundle, _) = eventually("beta's identity", Duration::from_secs(30), identity("beta")).await?;
         openssl_verify(&dir, &alpha_cert, &alpha_bundle)?;
@@ -274,7 +277,7 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
                 if !restarted {
                     // Restart mid-way: a valid certificate is not issued again.
                     drop(operator);
-                    operator = Operator::start(&log, "plexus-operator-ca-test")?;
+                    operator = Operator::start(&log, LEASE)?;
                     restarted = true;
                     tokio::time::sleep(Duration::from_secs(15)).await;
                     let after = secrets.get(&identity_secret_name("alpha")).await?;
@@ -299,5 +302,10 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
     configurations
         .delete("plexus-webhook", &DeleteParams::default())
         .await?;
-    result
+    let deleted = meshes.delete("default", &DeleteParams::default()).await;
+    // The operator stopped with the block above.
+    let cleaned = support::clean_up(LEASE);
+    result?;
+    deleted.context("deleting the Mesh")?;
+    cleaned
 }

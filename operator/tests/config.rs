@@ -176,6 +176,9 @@ fn kubectl_get(ns: &str) -> String {
         .unwrap_or_else(|e| format!("(kubectl: {e})"))
 }
 
+/// The leader Lease of this test's operator.
+const LEASE: &str = "plexus-operator-config-test";
+
 #[tokio::test]
 #[ignore = "needs a cluster: scripts/test.sh runs it on the local cluster, e2e/kind/run.sh on kind"]
 async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Result<()> {
@@ -190,7 +193,7 @@ async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Res
     let dir = std::env::temp_dir().join(format!("plexus-config-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("operator.log");
-    let _operator = Operator::start(&log.to_string_lossy(), "plexus-operator-config-test")?;
+    let operator = Operator::start(&log.to_string_lossy(), LEASE)?;
 
     let seeds: Vec<Value> = plexus_e2e::converted_seed_manifests()?
         .into_iter()
@@ -203,7 +206,7 @@ async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Res
     );
 
     let test_client = client.clone();
-    in_namespace(&client, "mesh", |ns| async move {
+    let outcome = in_namespace(&client, "mesh", |ns| async move {
         let client = test_client;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces
@@ -369,5 +372,9 @@ async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Res
         println!("ConfigMap {}: {size} bytes compressed", cm.name_any());
         Ok(())
     })
-    .await
+    .await;
+    drop(operator);
+    let cleaned = support::clean_up(LEASE);
+    outcome?;
+    cleaned
 }

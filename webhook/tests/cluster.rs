@@ -536,7 +536,7 @@ async fn pods_are_injected_run_and_complete() -> anyhow::Result<()> {
     let ip = host_ip();
     let port = free_port(&ip)?;
     let lease = format!("plexus-operator-webhook-test-{port}");
-    let _operator = spawn(
+    let operator = spawn(
         &operator_binary()?,
         &[
             "--listen",
@@ -550,7 +550,7 @@ async fn pods_are_injected_run_and_complete() -> anyhow::Result<()> {
     )?;
     install(&client, port).await?;
     let listen = format!("{ip}:{port}");
-    let _webhook = spawn(
+    let webhook = spawn(
         std::path::Path::new(env!("CARGO_BIN_EXE_plexus-webhook")),
         &["--listen", &listen, "--log-format", "text"],
         "/tmp/plexus-webhook-test.log",
@@ -560,7 +560,11 @@ async fn pods_are_injected_run_and_complete() -> anyhow::Result<()> {
         outcome = split_scenario(&client).await;
     }
     uninstall(&client).await;
-    outcome
+    drop(webhook);
+    drop(operator);
+    let cleaned = plexus_e2e::operator_cleanup(&operator_binary()?, &lease);
+    outcome?;
+    cleaned
 }
 
 async fn scenario(client: &Client) -> anyhow::Result<()> {

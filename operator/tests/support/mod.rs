@@ -9,6 +9,12 @@ use anyhow::{Context, bail};
 /// The operator as a child process, killed when dropped.
 pub struct Operator(Child);
 
+/// Once the test's operator is stopped: removes what it created and its
+/// Lease `lease`.
+pub fn clean_up(lease: &str) -> anyhow::Result<()> {
+    plexus_e2e::operator_cleanup(env!("CARGO_BIN_EXE_plexus-operator").as_ref(), lease)
+}
+
 impl Operator {
     /// Starts the operator with the test's KUBECONFIG, logging to `log`.
     /// Each test names its own leader Lease, so that it does not wait for the
