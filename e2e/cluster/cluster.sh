@@ -56,7 +56,34 @@ record_baseline() {
         local dir
         for dir in "${KUBELET_DIRS[@]}"; do [[ -e $dir ]] && echo "dir $dir"; done
         nft list tables 2>/dev/null | awk '{print "nft " $2 " " $3}'
+        if mountpoint -q "$NETNS_DIR"; then echo "mount $NETNS_DIR"; fi
     } >"$BASELINE"
+}
+
+# The pods' network namespaces are files under /run/netns, each a mount. The
+# first `ip netns add` on the machine (the proxy's namespace tests run one)
+# turns /run/netns into a mount point by bind-mounting it onto itself,
+# recursively: every pod namespace mounted at that moment is then mounted
+# twice, containerd cannot remove it (EBUSY) and its pod stays Terminating.
+# Making /run/netns a shared mount point before any pod exists, as ip netns
+# would, leaves it nothing to do.
+NETNS_DIR=/run/netns
+netns_dir_up() {
+    mkdir -p "$NETNS_DIR"
+    mountpoint -q "$NETNS_DIR" || mount --bind "$NETNS_DIR" "$NETNS_DIR"
+    mount --make-shared "$NETNS_DIR"
+}
+
+delete_pod_netns() {
+    local name
+    for name in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}'); do
+        in_baseline "netns $name" || ip netns delete "$name" 2>/dev/null || true
+    done
+}
+
+netns_dir_down() {
+    in_baseline "mount $NETNS_DIR" || ! mountpoint -q "$NETNS_DIR" || umount "$NETNS_DIR" ||
+        log "could not unmount $NETNS_DIR"
 }
 
 in_baseline() { grep -qx "$*" "$BASELINE" 2>/dev/null; }
@@ -108,6 +135,7 @@ up() {
 
     local started=$SECONDS
     record_baseline
+    netns_dir_up
     network_up
     make_pki
     write_configs
@@ -175,10 +203,11 @@ down() {
     [[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
     remove_kube_chains
     unmount_ours
-    local name
-    for name in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}'); do
-        in_baseline "netns $name" || ip netns delete "$name" 2>/dev/null || true
-    done
+    # Twice: unmounting a /run/netns that `ip netns add` bind-mounted over
+    # the old one uncovers whatever pod namespaces were mounted under it.
+    delete_pod_netns
+    netns_dir_down
+    delete_pod_netns
     network_down
     local family table
     while read -r family table; do
@@ -221,6 +250,9 @@ check_clean() {
     while IFS= read -r mount; do
         [[ -n $mount ]] && problems+=("mount $mount")
     done < <(awk -v a="$STATE_DIR" -v b="$RUN_DIR" 'index($5, a) == 1 || index($5, b) == 1 {print $5}' /proc/self/mountinfo)
+    if [[ -f $BASELINE ]] && mountpoint -q "$NETNS_DIR" && ! in_baseline "mount $NETNS_DIR"; then
+        problems+=("mount $NETNS_DIR")
+    fi
     local tool chain
     for tool in iptables ip6tables; do
         while IFS= read -r chain; do
