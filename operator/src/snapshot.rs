@@ -216,7 +216,8 @@ pub fn endpoints_from_slices(
 
 /// Namespaces whose proxies need a configuration, with their number of
 /// meshed pods: namespaces labelled for injection, and namespaces with pods
-/// that opted in. The mesh's own namespace and kube-system never are.
+/// that opted in. The mesh's own namespace and kube-system never are, nor
+/// namespaces being deleted (the API server refuses new objects there).
 pub fn injected_namespaces(
     namespaces: &[Namespace],
     pods: &[PodView],
@@ -238,6 +239,11 @@ pub fn injected_namespaces(
     }
     injected.remove(mesh_namespace);
     injected.remove("kube-system");
+    for ns in namespaces {
+        if ns.metadata.deletion_timestamp.is_some() {
+            injected.remove(&ns.name_any());
+        }
+    }
     injected
 }
 
@@ -327,14 +333,22 @@ mod tests {
             .labels
             .insert(INJECT_LABEL.into(), INJECT_ENABLED.into());
         let meshed = pod_view(&pod("y", "198.18.0.9", true, 80));
+        let mut leaving = pod_view(&pod("z", "198.18.0.10", true, 80));
+        leaving.namespace = "leaving".into();
+        let mut terminating = ns("leaving", Some("enabled"));
+        terminating.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
         let injected = injected_namespaces(
             &[
                 ns("demo", Some("enabled")),
                 ns("off", Some("disabled")),
                 ns("plexus-system", Some("enabled")),
                 ns("apps", None),
+                terminating,
             ],
-            &[opted_in, meshed],
+            &[opted_in, meshed, leaving],
             "plexus-system",
         );
         assert_eq!(
