@@ -13,10 +13,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
@@ -163,7 +159,7 @@ async fn mesh_works(client: &Client, namespace: &str) -> anyhow::Result<()> {
 
     mtls_identities_in_metrics(client, namespace).await?;
     retries_and_timeouts(client, namespace).await?;
-    status_in_kubectl_get(namespace)?;
+    status_in_kubectl_get(namespace).await?;
     Ok(())
 }
 
@@ -226,7 +222,7 @@ async fn retries_and_timeouts(client: &Client, namespace: &str) -> anyhow::Resul
 
 /// `kubectl get` shows every rule Accepted and Programmed, and a rule with
 /// an error Accepted=False with the reason in its condition.
-fn status_in_kubectl_get(namespace: &str) -> anyhow::Result<()> {
+async fn status_in_kubectl_get(namespace: &str) -> anyhow::Result<()> {
     let broken = serde_json::json!({
         "apiVersion": "plexus.dev/v1alpha1", "kind": "VirtualService",
         "metadata": {"name": "broken", "namespace": namespace},
@@ -282,67 +278,50 @@ fn status_in_kubectl_get(namespace: &str) -> anyhow::Result<()> {
         if std::time::Instant::now() > deadline {
             bail!("kubectl get does not show the expected status after 60s:\n{table}");
         }
-        std::thread::sleep(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
 /// After `helm uninstall`: the CRDs remain, and nothing else of Plexus in
 /// any namespace (the release's namespace itself is Helm's: it stays, empty).
 async fn only_the_crds_are_left(client: &Client) -> anyhow::Result<()> {
-    let ours = ListParams::default().labels("app.kubernetes.io/part-of=plexus");
-    let operator = ListParams::default().labels("app.kubernetes.io/managed-by=plexus-operator");
+    // What the chart creates, what the operator creates, and the Mesh and
+    // the leader Lease.
+    let queries: [&[&str]; 3] = [
+        &[
+            "deployments,pods,services,serviceaccounts,poddisruptionbudgets,jobs,clusterroles,clusterrolebindings,roles,rolebindings,mutatingwebhookconfigurations",
+            "--all-namespaces",
+            "--selector",
+            "app.kubernetes.io/part-of=plexus",
+        ],
+        &[
+            "secrets,configmaps,roles,rolebindings",
+            "--all-namespaces",
+            "--selector",
+            "app.kubernetes.io/managed-by=plexus-operator",
+        ],
+        &["meshes,leases", "--namespace", demo::MESH_NAMESPACE],
+    ];
     let mut left = Vec::new();
     // Pods take their grace period to go; everything else goes at once.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         left.clear();
-        let names = |kind: &str, list: Vec<String>| -> Vec<String> {
-            list.into_iter().map(|n| format!("{kind} {n}")).collect()
-        };
-        macro_rules! all {
-            ($kind:ty, $params:expr) => {
-                Api::<$kind>::all(client.clone())
-                    .list(&$params)
-                    .await?
-                    .items
-                    .iter()
-                    .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
-                    .collect::<Vec<_>>()
-            };
-        }
-        left.extend(names("Deployment", all!(Deployment, ours)));
-        left.extend(names("Pod", all!(Pod, ours)));
-        left.extend(names("Service", all!(Service, ours)));
-        left.extend(names("ServiceAccount", all!(ServiceAccount, ours)));
-        left.extend(names("ClusterRole", all!(ClusterRole, ours)));
-        left.extend(names("ClusterRoleBinding", all!(ClusterRoleBinding, ours)));
-        left.extend(names(
-            "MutatingWebhookConfiguration",
-            all!(MutatingWebhookConfiguration, ours),
-        ));
-        left.extend(names("Role", all!(Role, ours)));
-        left.extend(names("RoleBinding", all!(RoleBinding, ours)));
-        left.extend(names("Secret (operator's)", all!(Secret, operator)));
-        left.extend(names("ConfigMap (operator's)", all!(ConfigMap, operator)));
-        left.extend(names("Role (operator's)", all!(Role, operator)));
-        left.extend(names(
-            "RoleBinding (operator's)",
-            all!(RoleBinding, operator),
-        ));
-        let meshes = demo::kubectl(&["get", "meshes", "--no-headers", "--ignore-not-found"])?;
-        if !meshes.trim().is_empty() {
-            left.push(format!("Mesh {}", meshes.trim()));
-        }
-        let leases = demo::kubectl(&[
-            "get",
-            "leases",
-            "--namespace",
-            demo::MESH_NAMESPACE,
-            "--no-headers",
-            "--ignore-not-found",
-        ])?;
-        if !leases.trim().is_empty() {
-            left.push(format!("Lease {}", leases.trim()));
+        for query in queries {
+            let mut args = vec!["get"];
+            args.extend_from_slice(query);
+            args.extend_from_slice(&[
+                "--ignore-not-found",
+                "--no-headers",
+                "--output",
+                "custom-columns=KIND:.kind,NAMESPACE:.metadata.namespace,NAME:.metadata.name",
+            ]);
+            let listed = demo::kubectl(&args)?;
+            left.extend(
+                listed
+                    .lines()
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")),
+            );
         }
         if left.is_empty() || std::time::Instant::now() > deadline {
             break;
