@@ -341,25 +341,36 @@ pub async fn proxy_metrics(client: &Client, namespace: &str, pod: &str) -> anyho
 /// identity (the mTLS client certificate's), summed over routes and statuses.
 pub fn inbound_identities(metrics: &str) -> BTreeMap<String, u64> {
     let mut identities = BTreeMap::new();
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("plexus_proxy_requests_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        if !labels.contains("direction=\"inbound\"") {
-            continue;
+    for (labels, value) in samples(metrics, "plexus_proxy_requests_total") {
+        if label(labels, "direction") == Some("inbound") {
+            let identity = label(labels, "src_identity").unwrap_or_default();
+            *identities.entry(identity.to_owned()).or_default() += value as u64;
         }
-        let identity = labels
-            .split("src_identity=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_default();
-        let count = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
-        *identities.entry(identity.to_owned()).or_default() += count;
     }
     identities
+}
+
+/// The samples of metric `name` in Prometheus text: each one's labels
+/// (`a="x",b="y"`) and value.
+fn samples<'a>(metrics: &'a str, name: &str) -> impl Iterator<Item = (&'a str, f64)> {
+    let prefix = format!("{name}{{");
+    metrics.lines().filter_map(move |line| {
+        let (labels, value) = line.strip_prefix(prefix.as_str())?.rsplit_once("} ")?;
+        Some((labels, value.trim().parse().ok()?))
+    })
+}
+
+/// The value of label `name` in a sample's labels.
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = labels;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let (value, next) = after.split_once('"')?;
+        if key.trim_start_matches(',') == name {
+            return Some(value);
+        }
+        rest = next;
+    }
+    None
 }
 
 /// The SPIFFE identity of the demo's ServiceAccount `account`.
@@ -477,10 +488,8 @@ pub async fn control_plane(client: &Client) -> anyhow::Result<Vec<Replicas>> {
 
 /// The sum of `plexus_proxy_retries_total` in a proxy's metrics.
 pub fn retries(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("plexus_proxy_retries_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+    samples(metrics, "plexus_proxy_retries_total")
+        .map(|(_, value)| value)
         .sum()
 }
 
@@ -523,16 +532,58 @@ pub async fn wait_for_mesh_ready(timeout: Duration) -> anyhow::Result<String> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let mesh = kubectl(&["get", "mesh", "default"])?;
-        let ready = mesh.lines().nth(1).is_some_and(|row| {
-            // NAME TRUST-DOMAIN MTLS IDENTITIES ROOT-EXPIRY READY AGE
-            row.split_whitespace().nth(5) == Some("True")
-        });
-        if ready {
+        let ready = kubectl(&[
+            "get",
+            "mesh",
+            "default",
+            "--output",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])?;
+        if ready == "True" {
             return Ok(mesh);
         }
         if std::time::Instant::now() > deadline {
             bail!("the Mesh is not Ready after {timeout:?}:\n{mesh}");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: &str = r#"# TYPE plexus_proxy_requests_total counter
+plexus_proxy_requests_total{direction="inbound",src_identity="spiffe://cluster.local/ns/d/sa/client",dst_identity="spiffe://cluster.local/ns/d/sa/productpage",route="",dst_service="",status="200"} 7
+plexus_proxy_requests_total{direction="inbound",src_identity="",dst_identity="spiffe://cluster.local/ns/d/sa/productpage",route="",dst_service="",status="200"} 2
+plexus_proxy_requests_total{direction="outbound",src_identity="spiffe://cluster.local/ns/d/sa/productpage",dst_identity="spiffe://cluster.local/ns/d/sa/details",route="r",dst_service="details",status="200"} 9
+plexus_proxy_retries_total{route="VirtualService/d/ratings"} 3
+plexus_proxy_retries_total{route="VirtualService/d/other"} 2
+"#;
+
+    #[test]
+    fn inbound_requests_are_counted_by_peer_identity() {
+        assert_eq!(
+            inbound_identities(METRICS),
+            BTreeMap::from([
+                ("".to_owned(), 2),
+                ("spiffe://cluster.local/ns/d/sa/client".to_owned(), 7),
+            ])
+        );
+    }
+
+    #[test]
+    fn retries_are_summed_over_routes() {
+        assert_eq!(retries(METRICS), 5.0);
+        assert_eq!(retries("# nothing\n"), 0.0);
+    }
+
+    #[test]
+    fn a_label_is_found_by_its_whole_name() {
+        let labels = r#"src_identity="a",dst_identity="b",direction="inbound""#;
+        assert_eq!(label(labels, "src_identity"), Some("a"));
+        assert_eq!(label(labels, "dst_identity"), Some("b"));
+        assert_eq!(label(labels, "identity"), None);
+        assert_eq!(label(labels, "direction"), Some("inbound"));
     }
 }

@@ -19,7 +19,7 @@ struct Args {
     #[arg(long, default_value = "plexus-demo")]
     namespace: String,
     /// Calls to productpage without a user (the canary split).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=20000))]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=20000))]
     calls: u32,
 }
 
