@@ -168,6 +168,21 @@ fn incoming(body: Incoming) -> Body {
     body.map_err(BoxError::from).boxed_unsync()
 }
 
+/// A request body, read whole or to be streamed.
+enum ReadBody {
+    Whole(Bytes),
+    Stream(Incoming),
+}
+
+/// Reads a body whole when its size is known and at most
+/// [`MAX_RETRY_BODY`]; larger ones, or of unknown size, are streamed.
+async fn read_small(body: Incoming) -> Result<ReadBody, hyper::Error> {
+    match body.size_hint().upper() {
+        Some(n) if n <= MAX_RETRY_BODY => Ok(ReadBody::Whole(body.collect().await?.to_bytes())),
+        _ => Ok(ReadBody::Stream(body)),
+    }
+}
+
 /// A response the proxy makes itself.
 fn local(status: StatusCode, why: &'static str) -> Response<Body> {
     let mut response = Response::new(full(format!("{why}\n")));
@@ -684,12 +699,10 @@ async fn route_outbound(
     // again on retries, and go out with the request's headers (one write,
     // END_STREAM on the last frame) instead of trickling after them.
     // Others are streamed, once.
-    let (replay, mut streamed) = match body.size_hint().upper() {
-        Some(n) if n <= MAX_RETRY_BODY => match body.collect().await {
-            Ok(collected) => (Some(collected.to_bytes()), None),
-            Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
-        },
-        _ => (None, Some(incoming(body))),
+    let (replay, mut streamed) = match read_small(body).await {
+        Ok(ReadBody::Whole(bytes)) => (Some(bytes), None),
+        Ok(ReadBody::Stream(body)) => (None, Some(incoming(body))),
+        Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
     };
     let attempts = match (&replay, retry) {
         (Some(_), Some(retry)) => 1 + retry.attempts,
@@ -952,7 +965,14 @@ async fn inbound_request(
     let app = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (mut parts, body) = request.into_parts();
     let http1 = parts.headers.remove(ORIG_PROTO).is_some();
-    let request = Request::from_parts(parts.clone(), incoming(body));
+    // A small body leaves with the head, in one write to the app, even when
+    // the peer's HEADERS and DATA frames came in two reads.
+    let body = match read_small(body).await {
+        Ok(ReadBody::Whole(bytes)) => full(bytes),
+        Ok(ReadBody::Stream(body)) => incoming(body),
+        Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
+    };
+    let request = Request::from_parts(parts.clone(), body);
     let outcome = if http1 {
         parts.headers.clear();
         forwarder.upstreams.http1(app, request).await
