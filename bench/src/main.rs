@@ -110,9 +110,9 @@ impl Proc {
         pids
     }
 
-    /// CPU time used so far (user + system), all its processes.
-    fn cpu(&self) -> Duration {
-        let ticks: u64 = self
+    /// CPU time used so far, all its processes: (user, system).
+    fn cpu(&self) -> (Duration, Duration) {
+        let (user, system) = self
             .pids()
             .iter()
             .map(|pid| {
@@ -128,10 +128,11 @@ impl Proc {
                         .and_then(|v| v.parse::<u64>().ok())
                         .unwrap_or(0)
                 };
-                field(14) + field(15)
+                (field(14), field(15))
             })
-            .sum();
-        Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+            .fold((0, 0), |(u, s), (pu, ps)| (u + pu, s + ps));
+        let seconds = |ticks: u64| Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64);
+        (seconds(user), seconds(system))
     }
 
     /// Resident memory now, all its processes, bytes.
@@ -561,8 +562,9 @@ struct Measured {
     fixed_errors: u64,
     rps: f64,
     max_errors: u64,
-    /// Per proxy: name, peak RSS bytes, CPU cores used at the fixed rate.
-    proxies: Vec<(String, u64, f64)>,
+    /// Per proxy: name, peak RSS bytes, CPU cores used at the fixed rate,
+    /// and the kernel's share of that time.
+    proxies: Vec<(String, u64, f64, f64)>,
 }
 
 async fn measure(
@@ -575,7 +577,7 @@ async fn measure(
     eprintln!("{path}: warming up");
     fixed_rate(addr, args.rate, 2, body).await?;
     eprintln!("{path}: {} rps for {} s", args.rate, args.fixed_seconds);
-    let cpu_before: Vec<Duration> = proxies.iter().map(|(_, p)| p.cpu()).collect();
+    let cpu_before: Vec<(Duration, Duration)> = proxies.iter().map(|(_, p)| p.cpu()).collect();
     let peak: Arc<std::sync::Mutex<Vec<u64>>> =
         Arc::new(std::sync::Mutex::new(vec![0; proxies.len()]));
     let sampling = Arc::new(AtomicBool::new(true));
@@ -605,9 +607,16 @@ async fn measure(
         .iter()
         .zip(cpu_before)
         .zip(peak)
-        .map(|(((name, p), before), peak)| {
-            let cores = (p.cpu() - before).as_secs_f64() / wall;
-            (name.to_string(), peak.max(p.rss()), cores)
+        .map(|(((name, p), (user_before, system_before)), peak)| {
+            let (user, system) = p.cpu();
+            let (user, system) = (user - user_before, system - system_before);
+            let total = (user + system).as_secs_f64();
+            let kernel = if total > 0.0 {
+                system.as_secs_f64() / total
+            } else {
+                0.0
+            };
+            (name.to_string(), peak.max(p.rss()), total / wall, kernel)
         })
         .collect();
     eprintln!(
@@ -786,18 +795,19 @@ fn report(args: &Args, direct: &Measured, plexus: &Measured, nginx: &Measured) {
         );
     }
     println!(
-        "\n{:<8} {:<7} {:>9} {:>12} {:>16}",
-        "pair", "proxy", "RSS MB", "CPU cores", "cores/1k rps"
+        "\n{:<8} {:<7} {:>9} {:>12} {:>16} {:>9}",
+        "pair", "proxy", "RSS MB", "CPU cores", "cores/1k rps", "kernel"
     );
     for (name, m) in [("plexus", plexus), ("nginx", nginx)] {
-        for (proxy, rss, cores) in &m.proxies {
+        for (proxy, rss, cores, kernel) in &m.proxies {
             println!(
-                "{:<8} {:<7} {:>9.1} {:>12.3} {:>16.3}",
+                "{:<8} {:<7} {:>9.1} {:>12.3} {:>16.3} {:>8.0}%",
                 name,
                 proxy,
                 *rss as f64 / 1e6,
                 cores,
-                cores / (args.rate as f64 / 1000.0)
+                cores / (args.rate as f64 / 1000.0),
+                kernel * 100.0
             );
         }
     }
