@@ -26,7 +26,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn files(state: Arc<ProxyState>, dirs: Vec<PathBuf>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|event| changes(&event.kind)) {
             let _ = tx.try_send(());
         }
     });
@@ -55,6 +55,15 @@ pub async fn files(state: Arc<ProxyState>, dirs: Vec<PathBuf>) {
         }
         state.reload();
     }
+}
+
+/// Whether an inotify event can mean new content. Opening and reading a
+/// file are events too, and the proxy's own reading must not trigger the
+/// next read: that is a loop. A file closed after writing is a change.
+fn changes(kind: &notify::EventKind) -> bool {
+    use notify::EventKind::Access;
+    use notify::event::{AccessKind, AccessMode};
+    !matches!(kind, Access(_)) || matches!(kind, Access(AccessKind::Close(AccessMode::Write)))
 }
 
 /// Watches the namespace's proxy ConfigMap and the identity Secret through
@@ -133,6 +142,34 @@ async fn follow<K: Watched>(state: Arc<ProxyState>, api: Api<K>, name: String, c
                 state.set_api_live(config, false);
                 tracing::warn!(%error, kind, %name, "API watch failed; reading the mounted files");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn reading_the_files_is_no_change() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+        ] {
+            assert!(!changes(&kind), "{kind:?}");
+        }
+        // Kubernetes swaps the `..data` symlink: a new directory, a rename.
+        for kind in [
+            EventKind::Create(CreateKind::Any),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Remove(RemoveKind::Any),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(changes(&kind), "{kind:?}");
         }
     }
 }
