@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
 use crate::forward::{CONNECT_TIMEOUT, Forwarder, HANDSHAKE_TIMEOUT};
+use crate::h2_client;
 use crate::metrics::{Direction, RequestLabels, RouteLabels};
 use crate::routes::{Destination, RequestInfo, Route, Source, Target};
 use crate::tls::{ALPN_H2, server_name};
@@ -216,14 +217,8 @@ impl Failure {
         }
     }
 
-    fn from_hyper(error: hyper::Error) -> Self {
-        use std::error::Error;
-        let refused = error
-            .source()
-            .and_then(|s| s.downcast_ref::<h2::Error>())
-            .and_then(h2::Error::reason)
-            == Some(h2::Reason::REFUSED_STREAM);
-        if refused {
+    pub(crate) fn from_h2(error: h2::Error) -> Self {
+        if error.reason() == Some(h2::Reason::REFUSED_STREAM) {
             Self::RefusedStream
         } else {
             Self::Reset(error.to_string())
@@ -314,7 +309,7 @@ pub struct Upstreams {
     http1: Client<HttpConnector, Body>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<Body>>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<h2_client::Connection>>>;
 
 impl Default for Upstreams {
     fn default() -> Self {
@@ -340,7 +335,7 @@ impl Upstreams {
         forwarder: &Forwarder,
         addr: SocketAddr,
         identity: Option<&str>,
-    ) -> Result<hyper::client::conn::http2::SendRequest<Body>, Failure> {
+    ) -> Result<h2_client::Connection, Failure> {
         let slot = {
             let mut slots = self.h2.lock().unwrap_or_else(|p| p.into_inner());
             slots
@@ -349,15 +344,15 @@ impl Upstreams {
                 .clone()
         };
         let mut guard = slot.lock().await;
-        if let Some(sender) = guard.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(sender.clone());
+        if let Some(connection) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(connection.clone());
         }
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| Failure::Connect(format!("connecting to {addr}: timed out")))?
             .map_err(|e| Failure::Connect(format!("connecting to {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
-        let sender = match identity {
+        let connection = match identity {
             Some(identity) => {
                 let tls = forwarder
                     .state
@@ -382,12 +377,12 @@ impl Upstreams {
                     }
                 };
                 crate::forward::mtls_opened(forwarder, Direction::Outbound, identity);
-                h2_handshake(stream, addr).await?
+                h2_client::Connection::handshake(stream, addr).await?
             }
-            None => h2_handshake(tcp, addr).await?,
+            None => h2_client::Connection::handshake(tcp, addr).await?,
         };
-        *guard = Some(sender.clone());
-        Ok(sender)
+        *guard = Some(connection.clone());
+        Ok(connection)
     }
 
     /// Sends a request to a target: HTTP/2 to meshed endpoints (and to any
@@ -398,22 +393,19 @@ impl Upstreams {
         target: &Target,
         app: Detected,
         mut request: Request<Body>,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<Response<Body>, Failure> {
         if target.identity.is_some() || app == Detected::Http2 {
             if app == Detected::Http1 {
                 request
                     .headers_mut()
                     .insert(ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
             }
-            let mut sender = self
+            let connection = self
                 .h2(forwarder, target.addr, target.identity.as_deref())
                 .await?;
             *request.version_mut() = http::Version::HTTP_2;
             request.headers_mut().remove(HOST);
-            sender
-                .send_request(request)
-                .await
-                .map_err(Failure::from_hyper)
+            connection.send(request).await
         } else {
             self.http1(target.addr, request).await
         }
@@ -424,7 +416,7 @@ impl Upstreams {
         &self,
         addr: SocketAddr,
         mut request: Request<Body>,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<Response<Body>, Failure> {
         if let Some(authority) = request.uri().authority().cloned()
             && let Ok(value) = HeaderValue::try_from(authority.as_str())
         {
@@ -438,47 +430,18 @@ impl Upstreams {
         *request.uri_mut() = Uri::try_from(format!("http://{addr}{path}"))
             .map_err(|e| Failure::Connect(e.to_string()))?;
         *request.version_mut() = http::Version::HTTP_11;
-        self.http1.request(request).await.map_err(|error| {
-            use std::error::Error;
-            if error.is_connect() {
-                Failure::Connect(error.source().map(|s| s.to_string()).unwrap_or_default())
-            } else {
-                Failure::Reset(error.to_string())
+        match self.http1.request(request).await {
+            Ok(response) => Ok(response.map(incoming)),
+            Err(error) => {
+                use std::error::Error;
+                Err(if error.is_connect() {
+                    Failure::Connect(error.source().map(|s| s.to_string()).unwrap_or_default())
+                } else {
+                    Failure::Reset(error.to_string())
+                })
             }
-        })
-    }
-}
-
-/// An HTTP/2 client connection over `io` to `addr`, driven on its own task.
-async fn h2_handshake<I>(
-    io: I,
-    addr: SocketAddr,
-) -> Result<hyper::client::conn::http2::SendRequest<Body>, Failure>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = h2_client()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| Failure::Connect(format!("HTTP/2 to {addr}: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, %addr, "HTTP/2 connection ended");
         }
-    });
-    Ok(sender)
-}
-
-fn h2_client() -> hyper::client::conn::http2::Builder<TokioExecutor> {
-    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(4 << 20)
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    builder
+    }
 }
 
 /// Serves an outbound connection the app opened to `original` as HTTP,
@@ -625,7 +588,7 @@ async fn route_outbound(
                 .send(forwarder, &target, app, request)
                 .await
             {
-                Ok(response) => response.map(incoming),
+                Ok(response) => response,
                 Err(failure) => failure.response(),
             };
         }
@@ -755,7 +718,7 @@ async fn route_outbound(
             let again = attempt < attempts && retryable(retry_on, summary);
             if !again {
                 return match outcome {
-                    Ok(response) => response.map(incoming),
+                    Ok(response) => response,
                     Err(failure) => {
                         tracing::debug!(?failure, cluster = %cluster.name, "request failed");
                         failure.response()
@@ -929,8 +892,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer: Arc<str> = peer.into();
-    let app_h2: Arc<tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<Body>>>> =
-        Arc::default();
+    let app_h2: Arc<tokio::sync::Mutex<Option<h2_client::Connection>>> = Arc::default();
     let service = hyper::service::service_fn(move |request| {
         let forwarder = forwarder.clone();
         let peer = peer.clone();
@@ -960,7 +922,7 @@ async fn inbound_request(
     forwarder: &Forwarder,
     request: Request<Incoming>,
     port: u16,
-    app_h2: &tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<Body>>>,
+    app_h2: &tokio::sync::Mutex<Option<h2_client::Connection>>,
 ) -> Response<Body> {
     let app = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (mut parts, body) = request.into_parts();
@@ -979,32 +941,28 @@ async fn inbound_request(
     } else {
         // The app speaks HTTP/2: one connection per peer connection.
         let mut guard = app_h2.lock().await;
-        let sender = match guard.as_ref().filter(|s| !s.is_closed()) {
-            Some(sender) => Ok(sender.clone()),
+        let connection = match guard.as_ref().filter(|c| !c.is_closed()) {
+            Some(connection) => Ok(connection.clone()),
             None => match TcpStream::connect(app).await {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
-                    let sender = h2_handshake(tcp, app).await;
-                    if let Ok(sender) = &sender {
-                        *guard = Some(sender.clone());
+                    let connection = h2_client::Connection::handshake(tcp, app).await;
+                    if let Ok(connection) = &connection {
+                        *guard = Some(connection.clone());
                     }
-                    sender
+                    connection
                 }
                 Err(e) => Err(Failure::Connect(e.to_string())),
             },
         };
         drop(guard);
-        match sender {
-            Ok(mut sender) => sender
-                .send_request(request)
-                .await
-                .map_err(Failure::from_hyper),
+        match connection {
+            Ok(connection) => connection.send(request).await,
             Err(failure) => Err(failure),
         }
     };
     match outcome {
-        Ok(response) => {
-            let mut response = response.map(incoming);
+        Ok(mut response) => {
             strip_hop_by_hop(response.headers_mut());
             response
         }

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod forward;
+pub mod h2_client;
 pub mod http;
 pub mod init;
 pub mod lifecycle;
