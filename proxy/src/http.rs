@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HOST, HeaderName, HeaderValue};
+use http::header::{HOST, HeaderName, HeaderValue, TE};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -262,6 +262,14 @@ fn backoff(retry: &Retry, n: u32) -> Duration {
 
 /// Removes the headers that belong to one connection.
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // `te: trailers` (the client takes trailers; gRPC needs it) is the one
+    // TE value HTTP/2 allows, and it goes on to the app.
+    let trailers = headers.get_all(TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
     let named: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -282,6 +290,9 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
         "trailer",
     ] {
         headers.remove(name);
+    }
+    if trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -1038,7 +1049,7 @@ mod tests {
     }
 
     #[test]
-    fn hop_by_hop_headers_go() {
+    fn hop_by_hop_headers_go_but_te_trailers_stays() {
         let mut headers = http::HeaderMap::new();
         headers.insert("connection", "close, x-private".parse().expect("value"));
         headers.insert("x-private", "1".parse().expect("value"));
@@ -1047,5 +1058,18 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("end-user"));
+
+        // `te: trailers` goes on, even when the client named TE in
+        // Connection (as HTTP/1.1 asks); other TE values do not.
+        let mut headers = http::HeaderMap::new();
+        headers.insert("connection", "TE".parse().expect("value"));
+        headers.insert(TE, "gzip, Trailers".parse().expect("value"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[TE], "trailers");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(TE, "gzip".parse().expect("value"));
+        strip_hop_by_hop(&mut headers);
+        assert!(headers.is_empty(), "{headers:?}");
     }
 }
