@@ -92,6 +92,33 @@ impl Elector {
         }
     }
 
+    /// Gives the Lease up, if this replica holds it, so that a replica
+    /// standing by takes it at its next try instead of waiting for it to
+    /// lapse. Called on shutdown, once this replica has stopped working.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.acquire_time = None;
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            // Changed meanwhile: then it is not ours any more.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            result => result.map(|_| ()),
+        }
+    }
+
     /// Waits until this replica holds the Lease.
     pub async fn acquire(&self) {
         loop {

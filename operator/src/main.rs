@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
@@ -215,8 +216,20 @@ async fn main() -> anyhow::Result<()> {
         () = terminated() => Ok(()),
     };
     let _ = stop_tx.send(true);
+    // The work above has stopped (its futures are dropped): the replica
+    // standing by may take over now rather than when the Lease lapses.
+    if result.is_ok() {
+        match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+            Ok(Ok(())) => tracing::info!(lease = %args.lease_name, "released the leader lease"),
+            Ok(Err(error)) => tracing::warn!(%error, "could not release the leader lease"),
+            Err(_) => tracing::warn!("could not release the leader lease in {RELEASE_TIMEOUT:?}"),
+        }
+    }
     result
 }
+
+/// How long shutdown waits for the API to take the Lease back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// SIGTERM (what the kubelet sends) or SIGINT.
 async fn terminated() {

@@ -173,7 +173,7 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
     };
 
     let result = async {
-        let mut operator = Operator::start(&log, LEASE)?;
+        let mut operator = Operator::start(&log, LEASE, None)?;
         let (alpha_cert, alpha_bundle, _) = eventually("alpha's identity", Duration::from_secs(60), identity("alpha")).await?;
         let (beta_cert, beta_bundle, _) = eventually("beta's identity", Duration::from_secs(30), identity("beta")).await?;
         openssl_verify(&dir, &alpha_cert, &alpha_bundle)?;
@@ -277,7 +277,7 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
                 if !restarted {
                     // Restart mid-way: a valid certificate is not issued again.
                     drop(operator);
-                    operator = Operator::start(&log, LEASE)?;
+                    operator = Operator::start(&log, LEASE, None)?;
                     restarted = true;
                     tokio::time::sleep(Duration::from_secs(15)).await;
                     let after = secrets.get(&identity_secret_name("alpha")).await?;

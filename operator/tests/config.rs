@@ -193,7 +193,7 @@ async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Res
     let dir = std::env::temp_dir().join(format!("plexus-config-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("operator.log");
-    let operator = Operator::start(&log.to_string_lossy(), LEASE)?;
+    let operator = Operator::start(&log.to_string_lossy(), LEASE, None)?;
 
     let seeds: Vec<Value> = plexus_e2e::converted_seed_manifests()?
         .into_iter()

@@ -16,26 +16,47 @@ pub fn clean_up(lease: &str) -> anyhow::Result<()> {
 }
 
 impl Operator {
-    /// Starts the operator with the test's KUBECONFIG, logging to `log`.
+    /// Starts the operator with the test's KUBECONFIG, logging to `log`,
+    /// named `pod` in the Lease (the pod name; the host name by default).
     /// Each test names its own leader Lease, so that it does not wait for the
     /// Lease of an operator an earlier test killed.
-    pub fn start(log: &str, lease: &str) -> anyhow::Result<Self> {
+    pub fn start(log: &str, lease: &str, pod: Option<&str>) -> anyhow::Result<Self> {
         let log = std::fs::File::create(log).context("creating the operator's log")?;
-        let child = Command::new(env!("CARGO_BIN_EXE_plexus-operator"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "text",
-                "--lease-name",
-                lease,
-            ])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plexus-operator"));
+        command.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+            "--lease-name",
+            lease,
+        ]);
+        if let Some(pod) = pod {
+            command.args(["--pod-name", pod]);
+        }
+        let child = command
             .env("RUST_LOG", "info,kube=warn")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
             .context("starting the operator")?;
         Ok(Self(child))
+    }
+}
+
+impl Operator {
+    /// Sends SIGTERM, as the kubelet does, and waits for the exit.
+    #[allow(
+        dead_code,
+        reason = "each test binary compiles this module; not all stop operators this way"
+    )]
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM {}: {status}", self.0.id());
+        self.0.wait().context("waiting for the operator")
     }
 }
 
