@@ -78,21 +78,13 @@ async fn the_mesh_ca_issues_renews_rotates_and_repairs_identities() -> anyhow::R
     let log = dir.join("operator.log");
     let log = log.to_string_lossy();
 
-    // The API and the mesh's namespace.
-    plexus_e2e::apply_crds(&client).await?;
+    support::prepare(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns_object = |name: &str, labels: BTreeMap<&str, &str>| {
         json!({
             "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": labels }
         })
     };
-    namespaces
-        .patch(
-            DEFAULT_MESH_NAMESPACE,
-            &PatchParams::apply(MANAGER),
-            &Patch::Apply(ns_object(DEFAULT_MESH_NAMESPACE, BTreeMap::new())),
-        )
-        .await?;
     let meshes: Api<Mesh> = Api::all(client.clone());
     meshes
         .patch("default", &PatchParams::apply(MANAGER).force(), &Patch::Apply(json!({

@@ -16,8 +16,7 @@ use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use kube::{Client, ResourceExt};
 use plexus_config::{CONFIG_KEY, CONFIGMAP_NAME, ProxyConfig};
-use plexus_crds::keys::DEFAULT_MESH_NAMESPACE;
-use plexus_e2e::{FIELD_MANAGER, apply_crds, in_namespace, test_server_image};
+use plexus_e2e::{FIELD_MANAGER, in_namespace, test_server_image};
 use serde_json::{Value, json};
 
 mod support;
@@ -183,13 +182,7 @@ const LEASE: &str = "plexus-operator-config-test";
 #[ignore = "needs a cluster: scripts/test.sh runs it on the local cluster, e2e/kind/run.sh on kind"]
 async fn seeds_are_programmed_and_broken_resources_are_rejected() -> anyhow::Result<()> {
     let client = plexus_e2e::client().await?;
-    apply_crds(&client).await?;
-    // The mesh's namespace holds the leader Lease and the CA.
-    Api::<Namespace>::all(client.clone())
-        .patch(DEFAULT_MESH_NAMESPACE, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(json!({
-            "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": DEFAULT_MESH_NAMESPACE }
-        })))
-        .await?;
+    support::prepare(&client).await?;
     let dir = std::env::temp_dir().join(format!("plexus-config-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("operator.log");

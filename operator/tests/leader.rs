@@ -8,13 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use plexus_crds::keys::DEFAULT_MESH_NAMESPACE;
-use plexus_e2e::{FIELD_MANAGER, apply_crds};
 use plexus_operator::leader::LEASE_DURATION;
-use serde_json::json;
 
 mod support;
 use support::{Operator, eventually};
@@ -34,17 +31,7 @@ async fn holder(leases: &Api<Lease>) -> anyhow::Result<Option<String>> {
 #[ignore = "needs a cluster: scripts/test.sh runs it on the local cluster, e2e/kind/run.sh on kind"]
 async fn a_terminated_leader_hands_over_at_once() -> anyhow::Result<()> {
     let client = Client::try_default().await?;
-    apply_crds(&client).await?;
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            DEFAULT_MESH_NAMESPACE,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": { "name": DEFAULT_MESH_NAMESPACE }
-            })),
-        )
-        .await?;
+    support::prepare(&client).await?;
     let leases: Api<Lease> = Api::namespaced(client, DEFAULT_MESH_NAMESPACE);
     let dir = std::env::temp_dir().join(format!("plexus-leader-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

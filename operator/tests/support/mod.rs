@@ -15,6 +15,28 @@ pub fn clean_up(lease: &str) -> anyhow::Result<()> {
     plexus_e2e::operator_cleanup(env!("CARGO_BIN_EXE_plexus-operator").as_ref(), lease)
 }
 
+/// What the operator needs in the cluster before it starts: the CRDs and
+/// the mesh's namespace (the leader Lease and the CA live there).
+pub async fn prepare(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, Patch, PatchParams};
+    use plexus_crds::keys::DEFAULT_MESH_NAMESPACE;
+
+    plexus_e2e::apply_crds(client).await?;
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            DEFAULT_MESH_NAMESPACE,
+            &PatchParams::apply(plexus_e2e::FIELD_MANAGER),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": { "name": DEFAULT_MESH_NAMESPACE }
+            })),
+        )
+        .await
+        .context("creating the mesh's namespace")?;
+    Ok(())
+}
+
 impl Operator {
     /// Starts the operator with the test's KUBECONFIG, logging to `log`,
     /// named `pod` in the Lease (the pod name; the host name by default).
