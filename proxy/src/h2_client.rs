@@ -58,24 +58,18 @@ impl Connection {
         let closed = Arc::new(AtomicBool::new(false));
         let ended = closed.clone();
         tokio::spawn(async move {
-            let (dead, silent) = oneshot::channel();
-            let keepalive = connection
-                .ping_pong()
-                .map(|pings| tokio::spawn(keepalive(pings, dead)));
+            let pings = connection.ping_pong();
             tokio::select! {
                 result = &mut connection => {
                     if let Err(error) = result {
                         tracing::debug!(%error, %addr, "HTTP/2 connection ended");
                     }
                 }
-                Ok(()) = silent => {
+                () = keepalive(pings) => {
                     tracing::debug!(%addr, "HTTP/2 connection closed: no answer to a ping within {KEEPALIVE_TIMEOUT:?}");
                 }
             }
             ended.store(true, Ordering::Relaxed);
-            if let Some(keepalive) = keepalive {
-                keepalive.abort();
-            }
         });
         Ok(Self { sender, closed })
     }
@@ -138,19 +132,44 @@ impl Connection {
     }
 }
 
-/// Pings every [`KEEPALIVE_INTERVAL`]; says so on `dead` when a pong does
-/// not come back in time.
-async fn keepalive(mut pings: PingPong, dead: oneshot::Sender<()>) {
+/// The connection shared by the requests to one place: made by the first
+/// request that needs it, and again by the first after it closed.
+#[derive(Default)]
+pub struct Shared(tokio::sync::Mutex<Option<Connection>>);
+
+impl Shared {
+    /// The live connection, or a new one from `connect` (requests arriving
+    /// meanwhile wait for it rather than open their own).
+    pub async fn get_or_connect<Fut>(
+        &self,
+        connect: impl FnOnce() -> Fut,
+    ) -> Result<Connection, Failure>
+    where
+        Fut: Future<Output = Result<Connection, Failure>>,
+    {
+        let mut slot = self.0.lock().await;
+        if let Some(connection) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(connection.clone());
+        }
+        let connection = connect().await?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+/// Pings every [`KEEPALIVE_INTERVAL`]; returns when a pong does not come
+/// back in time. Polled beside the connection, in its task.
+async fn keepalive(pings: Option<PingPong>) {
+    let Some(mut pings) = pings else {
+        return std::future::pending().await;
+    };
     loop {
         tokio::time::sleep(KEEPALIVE_INTERVAL).await;
         match tokio::time::timeout(KEEPALIVE_TIMEOUT, pings.ping(Ping::opaque())).await {
             Ok(Ok(_pong)) => {}
-            // The connection failed: its task sees that itself.
-            Ok(Err(_)) => return,
-            Err(_) => {
-                let _ = dead.send(());
-                return;
-            }
+            // The connection failed: it ends on its own.
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
         }
     }
 }

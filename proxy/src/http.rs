@@ -320,7 +320,7 @@ pub struct Upstreams {
     http1: Client<HttpConnector, Body>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<h2_client::Connection>>>;
+type Slot = Arc<h2_client::Shared>;
 
 impl Default for Upstreams {
     fn default() -> Self {
@@ -354,16 +354,22 @@ impl Upstreams {
                 .or_default()
                 .clone()
         };
-        let mut guard = slot.lock().await;
-        if let Some(connection) = guard.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(connection.clone());
-        }
+        slot.get_or_connect(|| Self::connect_h2(forwarder, addr, identity))
+            .await
+    }
+
+    /// A new HTTP/2 connection to `addr`, over mTLS when `identity` is set.
+    async fn connect_h2(
+        forwarder: &Forwarder,
+        addr: SocketAddr,
+        identity: Option<&str>,
+    ) -> Result<h2_client::Connection, Failure> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| Failure::Connect(format!("connecting to {addr}: timed out")))?
             .map_err(|e| Failure::Connect(format!("connecting to {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
-        let connection = match identity {
+        match identity {
             Some(identity) => {
                 let tls = forwarder
                     .state
@@ -388,12 +394,10 @@ impl Upstreams {
                     }
                 };
                 crate::forward::mtls_opened(forwarder, Direction::Outbound, identity);
-                h2_client::Connection::handshake(stream, addr).await?
+                h2_client::Connection::handshake(stream, addr).await
             }
-            None => h2_client::Connection::handshake(tcp, addr).await?,
-        };
-        *guard = Some(connection.clone());
-        Ok(connection)
+            None => h2_client::Connection::handshake(tcp, addr).await,
+        }
     }
 
     /// Sends a request to a target: HTTP/2 to meshed endpoints (and to any
@@ -903,7 +907,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer: Arc<str> = peer.into();
-    let app_h2: Arc<tokio::sync::Mutex<Option<h2_client::Connection>>> = Arc::default();
+    let app_h2: Arc<h2_client::Shared> = Arc::default();
     let service = hyper::service::service_fn(move |request| {
         let forwarder = forwarder.clone();
         let peer = peer.clone();
@@ -933,7 +937,7 @@ async fn inbound_request(
     forwarder: &Forwarder,
     request: Request<Incoming>,
     port: u16,
-    app_h2: &tokio::sync::Mutex<Option<h2_client::Connection>>,
+    app_h2: &h2_client::Shared,
 ) -> Response<Body> {
     let app = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (mut parts, body) = request.into_parts();
@@ -951,22 +955,15 @@ async fn inbound_request(
         forwarder.upstreams.http1(app, request).await
     } else {
         // The app speaks HTTP/2: one connection per peer connection.
-        let mut guard = app_h2.lock().await;
-        let connection = match guard.as_ref().filter(|c| !c.is_closed()) {
-            Some(connection) => Ok(connection.clone()),
-            None => match TcpStream::connect(app).await {
-                Ok(tcp) => {
-                    let _ = tcp.set_nodelay(true);
-                    let connection = h2_client::Connection::handshake(tcp, app).await;
-                    if let Ok(connection) = &connection {
-                        *guard = Some(connection.clone());
-                    }
-                    connection
-                }
-                Err(e) => Err(Failure::Connect(e.to_string())),
-            },
-        };
-        drop(guard);
+        let connection = app_h2
+            .get_or_connect(|| async {
+                let tcp = TcpStream::connect(app)
+                    .await
+                    .map_err(|e| Failure::Connect(e.to_string()))?;
+                let _ = tcp.set_nodelay(true);
+                h2_client::Connection::handshake(tcp, app).await
+            })
+            .await;
         match connection {
             Ok(connection) => connection.send(request).await,
             Err(failure) => Err(failure),
