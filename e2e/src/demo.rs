@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -531,7 +531,6 @@ pub async fn call_slow_ratings(
 pub async fn wait_for_mesh_ready(timeout: Duration) -> anyhow::Result<String> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let mesh = kubectl(&["get", "mesh", "default"])?;
         let ready = kubectl(&[
             "get",
             "mesh",
@@ -539,11 +538,13 @@ pub async fn wait_for_mesh_ready(timeout: Duration) -> anyhow::Result<String> {
             "--output",
             "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
         ])?;
-        if ready == "True" {
+        if ready == "True" || std::time::Instant::now() > deadline {
+            let mesh = kubectl(&["get", "mesh", "default"])?;
+            ensure!(
+                ready == "True",
+                "the Mesh is not Ready after {timeout:?}:\n{mesh}"
+            );
             return Ok(mesh);
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("the Mesh is not Ready after {timeout:?}:\n{mesh}");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
