@@ -70,7 +70,10 @@ struct Args {
     work_dir: Option<PathBuf>,
 }
 
-const SERVICE_IP: &str = "198.19.0.10";
+/// The upstream Service's address in the client proxy's configuration. The
+/// proxy routes it to the endpoint; it is a loopback address all the same,
+/// so that even a lookup miss (passed through as TCP) stays on the machine.
+const SERVICE_IP: &str = "127.0.0.10";
 const HOST: &str = "upstream.bench.svc.cluster.local";
 
 fn main() -> anyhow::Result<()> {
