@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use plexus_config::AppProbe;
+use plexus_config::sidecar::{APP_HEALTH_PREFIX, LIVE_PATH, READY_PATH};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -45,12 +46,15 @@ pub struct ReadyQuery {
 
 pub fn router(admin: Admin) -> Router {
     Router::new()
-        .route("/live", get(|| async { "live\n" }))
-        .route("/ready", get(ready))
+        .route(LIVE_PATH, get(|| async { "live\n" }))
+        .route(READY_PATH, get(ready))
         .route("/metrics", get(metrics))
         .route("/shutdown", post(shutdown))
         .route("/config_dump", get(config_dump))
-        .route("/app-health/{container}/{kind}", get(app_health))
+        .route(
+            &format!("{APP_HEALTH_PREFIX}/{{container}}/{{kind}}"),
+            get(app_health),
+        )
         .with_state(admin)
 }
 
@@ -112,7 +116,7 @@ async fn app_health(
     State(admin): State<Admin>,
     Path((container, kind)): Path<(String, String)>,
 ) -> Response {
-    let path = format!("/app-health/{container}/{kind}");
+    let path = format!("{APP_HEALTH_PREFIX}/{container}/{kind}");
     let Some(probe) = admin.probes.get(&path) else {
         return (StatusCode::NOT_FOUND, format!("no probe {path}\n")).into_response();
     };

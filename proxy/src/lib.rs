@@ -1,24 +1,46 @@
-//! The Plexus proxy. The init mode redirects the pod's TCP to it; it
-//! recovers each connection's original destination (`original_dst`) and
-//! forwards it (`forward`): outbound to the destination service's endpoints,
-//! inbound to the app on localhost. Between meshed pods everything travels
-//! over mTLS with SPIFFE identities (`tls`). Connections to known services
-//! that speak HTTP are served as HTTP (`http`): routes, splits, retries,
-//! timeouts and load balancing from the compiled configuration (`routes`),
-//! carried as multiplexed HTTP/2 between proxies. The configuration and
-//! certificate are reloaded live (`state`); the admin port answers health,
-//! readiness, metrics, the configuration in force and the app's probes.
+//! The Plexus proxy. The init mode (`init`) redirects the pod's TCP to it;
+//! `app` runs it. Modules only import modules below them; from the top:
+//!
+//! - `app`: the composition root; `admin`, `watch`: the admin port and the
+//!   live configuration and certificate;
+//! - `listen`: the accept loops, a task per connection;
+//! - `inbound` (a connection from a peer proxy or a plaintext caller, then
+//!   `inbound::http`) and `outbound` (a connection the app opened: detection,
+//!   then `outbound::http`, the request pipeline with `outbound::retry`, or
+//!   `outbound::tcp`);
+//! - `ctx`: what the handlers share; `client`: HTTP/1.1 and HTTP/2 clients
+//!   to endpoints and the app;
+//! - `state`: the configuration and certificate in force;
+//! - `policy`: the pod's inbound policy (mTLS mode, authorization);
+//! - `balance`: live endpoint state that outlives configuration versions;
+//! - `routing`: the pure routing table, rebuilt per version (routes,
+//!   matches, filters, faults, cluster specs);
+//! - `transport`: the one place that dials TCP and mTLS and accepts mTLS;
+//! - `server`: serving an HTTP/1.1 or HTTP/2 connection with graceful
+//!   shutdown; `classify`: one verdict per attempt;
+//! - `http`: bodies, failures, hop-by-hop headers; `telemetry`: metrics;
+//! - `tls`, `detect`, `original_dst`, `lifecycle`, `init`: the ground floor.
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod forward;
-pub mod h2_client;
+pub mod app;
+pub mod balance;
+pub mod classify;
+pub mod client;
+pub mod ctx;
+pub mod detect;
 pub mod http;
+pub mod inbound;
 pub mod init;
 pub mod lifecycle;
-pub mod metrics;
+pub mod listen;
 pub mod original_dst;
-pub mod routes;
+pub mod outbound;
+pub mod policy;
+pub mod routing;
+pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod tls;
+pub mod transport;
 pub mod watch;

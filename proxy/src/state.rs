@@ -8,53 +8,37 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use plexus_config::{CONFIG_KEY, ProxyConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use plexus_config::ProxyConfig;
+use plexus_config::sidecar::{CA_CERT_KEY, CONFIG_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 
-use crate::metrics::Metrics;
-use crate::routes::Table;
-use crate::tls::Tls;
+use crate::balance::{Cluster, Clusters};
+use crate::routing::Table;
+use crate::telemetry::Metrics;
+use crate::tls::{Tls, parse_identity};
 
-/// A workload certificate: the leaf and its chain, its key, and the roots
-/// it trusts.
+/// A configuration in force: the routing table compiled from it and the
+/// live balance state of its clusters.
 #[derive(Debug)]
-pub struct Identity {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-    pub roots: Vec<CertificateDer<'static>>,
+pub struct Snapshot {
+    pub table: Table,
+    pub clusters: Clusters,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{0}: {1}")]
-    Read(String, std::io::Error),
-    #[error("{0}: {1}")]
-    Invalid(String, String),
-}
+impl Snapshot {
+    pub fn config(&self) -> &Arc<ProxyConfig> {
+        &self.table.config
+    }
 
-/// Parses an identity Secret's files.
-pub fn parse_identity(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Identity, String> {
-    let certs = |pem: &[u8], what: &str| {
-        let certs = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{what}: {e}"))?;
-        if certs.is_empty() {
-            return Err(format!("{what}: no certificate"));
-        }
-        Ok(certs)
-    };
-    Ok(Identity {
-        chain: certs(cert, "tls.crt")?,
-        key: PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?,
-        roots: certs(ca, "ca.crt")?,
-    })
+    /// The live cluster at a routing table's cluster index.
+    pub fn cluster(&self, index: usize) -> Option<&Arc<Cluster>> {
+        self.clusters.get(index)
+    }
 }
 
 #[derive(Default)]
 struct Current {
-    /// The configuration, compiled.
-    table: Option<Arc<Table>>,
+    /// The configuration, compiled, with its balance state.
+    snapshot: Option<Arc<Snapshot>>,
     /// SHA-256 of the configuration as mounted, hex: its version.
     config_version: Option<String>,
     config_bytes: Vec<u8>,
@@ -78,6 +62,9 @@ pub struct ProxyState {
     pub config_dir: PathBuf,
     pub identity_dir: PathBuf,
     pub metrics: Arc<Metrics>,
+    /// `/ns/<namespace>/sa/<account>`: the identity a certificate must
+    /// carry (any trust domain), when the pod's account is known.
+    expected_identity: Option<String>,
     current: RwLock<Current>,
     draining: AtomicBool,
     api_config: AtomicBool,
@@ -90,6 +77,7 @@ impl ProxyState {
             config_dir,
             identity_dir,
             metrics,
+            expected_identity: None,
             current: RwLock::default(),
             draining: AtomicBool::new(false),
             api_config: AtomicBool::new(false),
@@ -97,13 +85,20 @@ impl ProxyState {
         }
     }
 
-    pub fn config(&self) -> Option<Arc<ProxyConfig>> {
-        self.table().map(|t| t.config.clone())
+    /// Refuses certificates for another identity than ServiceAccount
+    /// `account` of `namespace`.
+    pub fn expect_identity(mut self, namespace: &str, account: &str) -> Self {
+        self.expected_identity = Some(format!("/ns/{namespace}/sa/{account}"));
+        self
     }
 
-    /// The configuration in force, compiled for routing.
-    pub fn table(&self) -> Option<Arc<Table>> {
-        self.current.read().ok().and_then(|c| c.table.clone())
+    pub fn config(&self) -> Option<Arc<ProxyConfig>> {
+        self.snapshot().map(|s| s.config().clone())
+    }
+
+    /// The configuration in force, compiled, with its balance state.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.read().ok().and_then(|c| c.snapshot.clone())
     }
 
     /// The version (content digest) of the configuration in force.
@@ -155,7 +150,8 @@ impl ProxyState {
             self.apply_config(bytes, &path.display().to_string());
         }
         let read = |name: &str| std::fs::read(self.identity_dir.join(name));
-        if let (Ok(cert), Ok(key), Ok(ca)) = (read("tls.crt"), read("tls.key"), read("ca.crt"))
+        if let (Ok(cert), Ok(key), Ok(ca)) =
+            (read(TLS_CERT_KEY), read(TLS_KEY_KEY), read(CA_CERT_KEY))
             && self.file_changed(
                 |c| &mut c.identity_file,
                 &[cert.as_slice(), &key, &ca].concat(),
@@ -207,7 +203,9 @@ impl ProxyState {
                     "configuration loaded");
                 self.metrics.reload("config", "loaded");
                 if let Ok(mut current) = self.current.write() {
-                    current.table = Some(Arc::new(table));
+                    let previous = current.snapshot.as_ref().map(|s| &s.clusters);
+                    let clusters = Clusters::new(&table, previous);
+                    current.snapshot = Some(Arc::new(Snapshot { table, clusters }));
                     current.config_version = Some(version);
                     current.config_bytes = bytes;
                 }
@@ -232,7 +230,14 @@ impl ProxyState {
             return;
         }
         let tls = parse_identity(cert, key, ca)
-            .and_then(|identity| Tls::new(&identity).map_err(|e| e.to_string()));
+            .and_then(|identity| Tls::new(&identity).map_err(|e| e.to_string()))
+            .and_then(|tls| match &self.expected_identity {
+                Some(expected) if !tls.id.ends_with(expected.as_str()) => Err(format!(
+                    "the certificate is for {}, not this pod's ServiceAccount ({expected})",
+                    tls.id
+                )),
+                _ => Ok(tls),
+            });
         match tls {
             Ok(tls) => {
                 tracing::info!(id = %tls.id, origin, "certificate loaded");

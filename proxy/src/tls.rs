@@ -14,12 +14,36 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
-use crate::state::Identity;
+pub use plexus_config::sidecar::{ALPN_H2, ALPN_TCP};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
 
-/// ALPN of opaque TCP carried between proxies.
-pub const ALPN_TCP: &[u8] = b"plexus.tcp/1";
-/// ALPN of HTTP carried between proxies (as HTTP/2, whatever the app spoke).
-pub const ALPN_H2: &[u8] = b"plexus.h2/1";
+/// A workload certificate: the leaf and its chain, its key, and the roots
+/// it trusts.
+#[derive(Debug)]
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub roots: Vec<CertificateDer<'static>>,
+}
+
+/// Parses an identity Secret's files.
+pub fn parse_identity(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Identity, String> {
+    let certs = |pem: &[u8], what: &str| {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{what}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{what}: no certificate"));
+        }
+        Ok(certs)
+    };
+    Ok(Identity {
+        chain: certs(cert, "tls.crt")?,
+        key: PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?,
+        roots: certs(ca, "ca.crt")?,
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

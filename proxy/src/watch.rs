@@ -15,6 +15,7 @@ use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use notify::Watcher;
+use plexus_config::sidecar::{CA_CERT_KEY, CONFIG_KEY, CONFIGMAP_NAME, TLS_CERT_KEY, TLS_KEY_KEY};
 
 use crate::state::ProxyState;
 
@@ -80,12 +81,7 @@ pub async fn api(state: Arc<ProxyState>, namespace: String, secret: String) {
     let configs: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client, &namespace);
     tokio::join!(
-        follow(
-            state.clone(),
-            configs,
-            plexus_config::CONFIGMAP_NAME.to_owned(),
-            true
-        ),
+        follow(state.clone(), configs, CONFIGMAP_NAME.to_owned(), true),
         follow(state, secrets, secret, false),
     );
 }
@@ -103,7 +99,7 @@ impl Watched for ConfigMap {
         if let Some(bytes) = self
             .binary_data
             .as_ref()
-            .and_then(|data| data.get(plexus_config::CONFIG_KEY))
+            .and_then(|data| data.get(CONFIG_KEY))
         {
             state.apply_config(bytes.0.clone(), origin);
         }
@@ -114,7 +110,9 @@ impl Watched for Secret {
     fn apply(&self, state: &ProxyState, origin: &str) {
         let data = self.data.clone().unwrap_or_default();
         let get = |key: &str| data.get(key).map(|b| b.0.as_slice());
-        if let (Some(cert), Some(key), Some(ca)) = (get("tls.crt"), get("tls.key"), get("ca.crt")) {
+        if let (Some(cert), Some(key), Some(ca)) =
+            (get(TLS_CERT_KEY), get(TLS_KEY_KEY), get(CA_CERT_KEY))
+        {
             state.apply_identity(cert, key, ca, origin);
         }
     }

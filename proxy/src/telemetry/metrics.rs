@@ -55,6 +55,16 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// An inbound connection or request an authorization policy refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedLabels {
+    /// The policy, `AuthorizationPolicy/<namespace>/<name>`.
+    pub policy: String,
+    /// `allow-nothing` (an ALLOW policy without rules), or `not-enforced`
+    /// (a policy whose rules the proxy cannot evaluate yet: it fails closed).
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// config or identity.
@@ -106,6 +116,8 @@ pub struct Metrics {
     pub tcp_active: Gauge,
     pub tcp_refused: Family<RefusedLabels, Counter>,
     pub tcp_mtls: Family<PeerLabels, Counter>,
+    /// Refused by an authorization policy.
+    pub authz_denied: Family<DeniedLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
     registry: Registry,
 }
@@ -125,6 +137,7 @@ impl Default for Metrics {
             tcp_active: Gauge::default(),
             tcp_refused: Family::default(),
             tcp_mtls: Family::default(),
+            authz_denied: Family::default(),
             reloads: Family::default(),
             registry: Registry::default(),
         };
@@ -184,6 +197,11 @@ impl Default for Metrics {
             metrics.tcp_mtls.clone(),
         );
         registry.register(
+            "authz_denied",
+            "Inbound connections and requests refused by an authorization policy",
+            metrics.authz_denied.clone(),
+        );
+        registry.register(
             "reloads",
             "Configuration and certificate updates read, by result",
             metrics.reloads.clone(),
@@ -200,6 +218,18 @@ impl Metrics {
         self.reloads
             .get_or_create(&ReloadLabels { source, result })
             .inc();
+    }
+
+    /// Counts a connection or request authorization denied, and logs it
+    /// with the deciding policy (never told to the caller).
+    pub fn denied(&self, policy: &str, reason: &'static str) {
+        self.authz_denied
+            .get_or_create(&DeniedLabels {
+                policy: policy.to_owned(),
+                reason,
+            })
+            .inc();
+        tracing::info!(%policy, reason, "inbound traffic denied by authorization");
     }
 
     /// Counts an answered request and its latency.

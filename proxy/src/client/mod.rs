@@ -1,0 +1,180 @@
+//! The proxy's HTTP clients. To meshed endpoints (and to any endpoint when
+//! the app speaks HTTP/2): HTTP/2, over mTLS to a peer proxy, one
+//! multiplexed connection per endpoint (`http2`); the app's protocol rides
+//! in a header and the server proxy speaks it to the app. To unmeshed
+//! endpoints and to the app: HTTP/1.1, pooled. Every connection is dialled
+//! by `transport`.
+
+pub mod http2;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::detect::Detected;
+use crate::http::{Body, Failure, ORIG_PROTO, incoming};
+use crate::state::ProxyState;
+use crate::telemetry::Direction;
+use crate::tls::ALPN_H2;
+use crate::transport::{self, Dialer};
+
+pub use http2::{Connection, Shared};
+
+/// An HTTP/2 connection slot per endpoint address and expected identity.
+type Slots = Mutex<HashMap<(SocketAddr, Option<String>), Arc<Shared>>>;
+
+/// Upstream connections: HTTP/2 to endpoints, HTTP/1.1 pools to unmeshed
+/// endpoints (outbound) and to the app (inbound).
+pub struct Clients {
+    state: Arc<ProxyState>,
+    h2: Slots,
+    outbound_http1: Client<Dialer, Body>,
+    inbound_http1: Client<Dialer, Body>,
+}
+
+fn pool(state: &Arc<ProxyState>, direction: Direction) -> Client<Dialer, Body> {
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(Dialer {
+            metrics: state.metrics.clone(),
+            direction,
+        })
+}
+
+impl Clients {
+    pub fn new(state: Arc<ProxyState>) -> Self {
+        Self {
+            outbound_http1: pool(&state, Direction::Outbound),
+            inbound_http1: pool(&state, Direction::Inbound),
+            h2: Mutex::default(),
+            state,
+        }
+    }
+
+    /// Sends a request to an endpoint at `addr` (which must prove
+    /// `identity` when set): HTTP/2 to meshed endpoints (and to any
+    /// endpoint when the app speaks HTTP/2), HTTP/1.1 to the others.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        identity: Option<&str>,
+        app: Detected,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, Failure> {
+        if identity.is_none() && app != Detected::Http2 {
+            return http1(&self.outbound_http1, addr, request).await;
+        }
+        if app == Detected::Http1 {
+            request
+                .headers_mut()
+                .insert(ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
+        }
+        let slot = {
+            let mut slots = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .entry((addr, identity.map(str::to_owned)))
+                .or_default()
+                .clone()
+        };
+        let connection = slot
+            .get_or_connect(|| self.connect_h2(addr, identity))
+            .await?;
+        *request.version_mut() = http::Version::HTTP_2;
+        request.headers_mut().remove(HOST);
+        connection.send(request).await
+    }
+
+    /// A new HTTP/2 connection to `addr`, over mTLS when `identity` is set.
+    async fn connect_h2(
+        &self,
+        addr: SocketAddr,
+        identity: Option<&str>,
+    ) -> Result<Connection, Failure> {
+        let metrics = &self.state.metrics;
+        let connect = |e: std::io::Error| Failure::Connect(format!("{addr}: {e}"));
+        let tcp = transport::dial(metrics, Direction::Outbound, addr)
+            .await
+            .map_err(connect)?;
+        match identity {
+            Some(identity) => {
+                let tls = self
+                    .state
+                    .tls()
+                    .ok_or_else(|| Failure::Connect("no certificate yet".into()))?;
+                let stream = transport::connect_mtls(metrics, &tls, tcp, identity, ALPN_H2)
+                    .await
+                    .map_err(connect)?;
+                Connection::handshake(stream, addr).await
+            }
+            None => Connection::handshake(tcp, addr).await,
+        }
+    }
+
+    /// HTTP/1.1 to the app at `app`.
+    pub async fn app_http1(
+        &self,
+        app: SocketAddr,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, Failure> {
+        http1(&self.inbound_http1, app, request).await
+    }
+
+    /// HTTP/2 to the app at `app`, on the connection `shared` holds (one
+    /// per peer connection), made when there is none.
+    pub async fn app_http2(
+        &self,
+        shared: &Shared,
+        app: SocketAddr,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, Failure> {
+        let connection = shared
+            .get_or_connect(|| async {
+                let tcp = transport::dial(&self.state.metrics, Direction::Inbound, app)
+                    .await
+                    .map_err(|e| Failure::Connect(e.to_string()))?;
+                Connection::handshake(tcp, app).await
+            })
+            .await?;
+        connection.send(request).await
+    }
+}
+
+/// HTTP/1.1 to `addr` through `client`'s pool, keeping the request's
+/// authority as its Host.
+async fn http1(
+    client: &Client<Dialer, Body>,
+    addr: SocketAddr,
+    mut request: Request<Body>,
+) -> Result<Response<Body>, Failure> {
+    if let Some(authority) = request.uri().authority().cloned()
+        && let Ok(value) = HeaderValue::try_from(authority.as_str())
+    {
+        request.headers_mut().entry(HOST).or_insert(value);
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    *request.uri_mut() = Uri::try_from(format!("http://{addr}{path}"))
+        .map_err(|e| Failure::Connect(e.to_string()))?;
+    *request.version_mut() = http::Version::HTTP_11;
+    match client.request(request).await {
+        Ok(response) => Ok(response.map(incoming)),
+        Err(error) => {
+            use std::error::Error;
+            Err(if error.is_connect() {
+                Failure::Connect(error.source().map(|s| s.to_string()).unwrap_or_default())
+            } else {
+                Failure::Reset(error.to_string())
+            })
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The outbound request pipeline, one call per stage: the route (`routing`),
+//! its direct answers and faults (`routing::filters`, `routing::fault`), the
+//! backend by the split's weights, rewrites and header rules, then attempts
+//! (`attempts`: an endpoint from the cluster's balancer, the request sent by
+//! `client`, each outcome classified by `classify` for `retry`) within the
+//! route's timeout; last, the response's header rules and the metrics.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{HOST, HeaderValue, SET_COOKIE};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use plexus_config::Backend;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use super::retry;
+use crate::balance::{Cluster, hash};
+use crate::classify::Class;
+use crate::ctx::Ctx;
+use crate::detect::Detected;
+use crate::http::body::{ReadBody, read_small};
+use crate::http::{Body, authority, full, incoming, local, strip_hop_by_hop};
+use crate::routing::filters::{apply_header_ops, rewrite, short_circuit};
+use crate::routing::{Destination, RequestInfo, Route, Source, fault};
+use crate::server::serve_connection;
+use crate::telemetry::Direction;
+use crate::telemetry::metrics::{RequestLabels, RouteLabels};
+
+/// Serves a connection the app at `source` opened to `original` as HTTP,
+/// until it closes or `stop` (graceful shutdown) fires.
+pub async fn serve<I>(
+    ctx: Arc<Ctx>,
+    stream: I,
+    protocol: Detected,
+    original: SocketAddr,
+    source: IpAddr,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let ctx = ctx.clone();
+        async move {
+            let call = Call {
+                ctx: &ctx,
+                app: protocol,
+                original,
+                source,
+            };
+            Ok::<_, Infallible>(call.request(request).await)
+        }
+    });
+    serve_connection(stream, protocol, service, stop).await
+}
+
+/// One request's context.
+struct Call<'a> {
+    ctx: &'a Ctx,
+    /// The protocol the app speaks.
+    app: Detected,
+    original: SocketAddr,
+    source: IpAddr,
+}
+
+/// Labels of one outbound request.
+struct Labels {
+    route: String,
+    dst_service: String,
+    dst_identity: String,
+}
+
+impl Call<'_> {
+    /// Routes one request and counts it.
+    async fn request(&self, request: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let mut labels = Labels {
+            route: "default".into(),
+            dst_service: String::new(),
+            dst_identity: String::new(),
+        };
+        let response = self.route(request, &mut labels).await;
+        self.ctx.metrics().request(
+            RequestLabels {
+                direction: Direction::Outbound.as_str(),
+                src_identity: self.ctx.state.own_identity(),
+                dst_identity: labels.dst_identity,
+                route: labels.route,
+                dst_service: labels.dst_service,
+                status: response.status().as_u16(),
+            },
+            started.elapsed(),
+        );
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>, labels: &mut Labels) -> Response<Body> {
+        let Some(snapshot) = self.ctx.state.snapshot() else {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "no-configuration");
+        };
+        let table = &snapshot.table;
+        let host = authority(&request);
+        let (mut parts, body) = request.into_parts();
+        let (service, port) = match table.destination(self.original) {
+            Destination::Service { service, port } => (service, port),
+            Destination::Pod(endpoint) => {
+                // A pod addressed directly: no routes, that endpoint.
+                labels.dst_identity = endpoint.identity.clone().unwrap_or_default();
+                let request = outgoing(&parts, &host, incoming(body));
+                let identity = endpoint.identity.as_deref();
+                return match self
+                    .ctx
+                    .clients
+                    .send(endpoint.addr, identity, self.app, request)
+                    .await
+                {
+                    Ok(response) => response,
+                    Err(failure) => failure.response(),
+                };
+            }
+            // The configuration changed under an open connection.
+            Destination::Passthrough | Destination::Refuse => {
+                return local(StatusCode::SERVICE_UNAVAILABLE, "unknown-destination");
+            }
+        };
+        let Some(spec) = table.service(service) else {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "unknown-destination");
+        };
+        labels.dst_service = format!("{}/{}", spec.namespace, spec.name);
+        let info = RequestInfo {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            authority: &host,
+            scheme: parts.uri.scheme_str().unwrap_or("http"),
+            port,
+            headers: &parts.headers,
+        };
+        let source = Source {
+            labels: &self.ctx.labels,
+            namespace: &table.config.namespace,
+        };
+        let route = table.route(service, &info, &source);
+        if let Some(route) = route {
+            labels.route = route.spec.name.clone();
+            if let Some(response) = short_circuit(route, &parts, &host) {
+                return response;
+            }
+            let faults = fault::decide(route.spec.fault.as_ref(), || fastrand::f64() * 100.0);
+            if let Some(delay) = faults.delay {
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(status) = faults.abort {
+                let mut response = Response::new(full("fault filter abort\n"));
+                *response.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return response;
+            }
+        }
+        // Without routes, the service's own endpoints.
+        let own = Backend {
+            host: spec.hosts.first().cloned().unwrap_or_default(),
+            weight: 100,
+            ..Default::default()
+        };
+        let backend = match route {
+            Some(route) => match route.backend(fastrand::u32(..route.total_weight().max(1))) {
+                Some(backend) => backend,
+                None => return local(StatusCode::SERVICE_UNAVAILABLE, "no-backend"),
+            },
+            None => &own,
+        };
+        let Some(cluster) = table
+            .cluster(backend, port)
+            .and_then(|index| snapshot.cluster(index))
+        else {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "unknown-backend");
+        };
+        let mut host = host;
+        if let Some(route) = route {
+            rewrite(route, &mut parts, &mut host);
+            apply_header_ops(&mut parts.headers, &route.spec.headers.request);
+        }
+        apply_header_ops(&mut parts.headers, &backend.headers.request);
+        let key = match &cluster.balance {
+            crate::routing::Balance::Hash(policy) => hash::key(
+                policy,
+                &hash::Request {
+                    headers: &parts.headers,
+                    query: parts.uri.query(),
+                    source: self.source,
+                },
+            ),
+            _ => None,
+        };
+
+        let attempt = Attempts {
+            call: self,
+            route,
+            cluster,
+            parts: &parts,
+            host: &host,
+            hash: key.as_ref().map(|k| k.value),
+        };
+        let mut response = attempt.run(body, labels).await;
+        strip_hop_by_hop(response.headers_mut());
+        if let Some(route) = route {
+            apply_header_ops(response.headers_mut(), &route.spec.headers.response);
+        }
+        apply_header_ops(response.headers_mut(), &backend.headers.response);
+        if let Some(cookie) = key.and_then(|k| k.set_cookie) {
+            response.headers_mut().append(SET_COOKIE, cookie);
+        }
+        response
+    }
+}
+
+/// The attempts of one request to a cluster, within the route's timeout.
+struct Attempts<'a> {
+    call: &'a Call<'a>,
+    route: Option<&'a Route>,
+    cluster: &'a Cluster,
+    parts: &'a http::request::Parts,
+    host: &'a str,
+    /// The request's consistent-hash key.
+    hash: Option<u64>,
+}
+
+impl Attempts<'_> {
+    async fn run(&self, body: Incoming, labels: &mut Labels) -> Response<Body> {
+        let timeout = self
+            .route
+            .and_then(|r| r.spec.timeout_ms)
+            .map(Duration::from_millis);
+        let attempts = self.attempts(body, labels);
+        match timeout {
+            Some(limit) => match tokio::time::timeout(limit, attempts).await {
+                Ok(response) => response,
+                Err(_) => local(StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            },
+            None => attempts.await,
+        }
+    }
+
+    async fn attempts(&self, body: Incoming, labels: &mut Labels) -> Response<Body> {
+        let retry = self
+            .route
+            .and_then(|r| r.spec.retries.as_ref())
+            .filter(|r| r.attempts > 0);
+        // Bodies of known, small size are read whole first: they can be sent
+        // again on retries, and go out with the request's headers (one write,
+        // END_STREAM on the last frame) instead of trickling after them.
+        // Others are streamed, once.
+        let (replay, mut streamed) = match read_small(body).await {
+            Ok(ReadBody::Whole(bytes)) => (Some(bytes), None),
+            Ok(ReadBody::Stream(body)) => (None, Some(incoming(body))),
+            Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
+        };
+        let attempts = match (&replay, retry) {
+            (Some(_), Some(retry)) => 1 + retry.attempts,
+            _ => 1,
+        };
+        let per_try = retry
+            .and_then(|r| r.per_try_timeout_ms)
+            .map(Duration::from_millis);
+        let retry_on = retry.map(|r| r.retry_on.as_slice()).unwrap_or_default();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(endpoint) = self
+                .cluster
+                .pick(|n| fastrand::usize(..n), self.hash)
+                .cloned()
+            else {
+                return local(StatusCode::SERVICE_UNAVAILABLE, "no-endpoints");
+            };
+            labels.dst_identity = endpoint.identity().unwrap_or_default().to_owned();
+            let body = match (&replay, streamed.take()) {
+                (Some(bytes), _) => full(bytes.clone()),
+                (None, Some(body)) => body,
+                (None, None) => return local(StatusCode::SERVICE_UNAVAILABLE, "request-body"),
+            };
+            let request = outgoing(self.parts, self.host, body);
+            let in_flight = endpoint.start();
+            let send = self.call.ctx.clients.send(
+                endpoint.addr(),
+                endpoint.identity(),
+                self.call.app,
+                request,
+            );
+            let outcome = match per_try {
+                Some(limit) => match tokio::time::timeout(limit, send).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(crate::http::Failure::Timeout),
+                },
+                None => send.await,
+            };
+            drop(in_flight);
+            let class = Class::of(&outcome);
+            if attempt >= attempts || !retry::retryable(retry_on, class) {
+                return match outcome {
+                    Ok(response) => response,
+                    Err(failure) => {
+                        tracing::debug!(?failure, cluster = %self.cluster.name, "request failed");
+                        failure.response()
+                    }
+                };
+            }
+            let route = labels.route.clone();
+            self.call
+                .ctx
+                .metrics()
+                .retries
+                .get_or_create(&RouteLabels { route })
+                .inc();
+            if let Some(retry) = retry {
+                tokio::time::sleep(retry::backoff(retry, attempt, fastrand::f64())).await;
+            }
+        }
+    }
+}
+
+/// The request to send upstream: absolute URI with the authority the app
+/// addressed, hop-by-hop headers removed.
+fn outgoing(parts: &http::request::Parts, host: &str, body: Body) -> Request<Body> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri = Uri::try_from(format!("http://{host}{path}"))
+        .or_else(|_| Uri::try_from(path))
+        .unwrap_or_default();
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = parts.headers.clone();
+    strip_hop_by_hop(request.headers_mut());
+    if let Ok(value) = HeaderValue::try_from(host) {
+        request.headers_mut().insert(HOST, value);
+    }
+    request
+}

@@ -1,0 +1,60 @@
+//! An outbound connection the app opened, redirected to the proxy: where it
+//! was going, whether it speaks HTTP (detected from its first bytes for
+//! known destinations whose port is not declared TCP or TLS), and then the
+//! HTTP pipeline (`http`) or opaque TCP (`tcp`).
+
+pub mod http;
+pub mod retry;
+pub mod tcp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use plexus_config::Protocol;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::ctx::Ctx;
+use crate::detect::{DETECT_TIMEOUT, Detected, Prefixed, detect};
+use crate::original_dst::target;
+use crate::routing::Destination;
+use crate::telemetry::Direction;
+
+/// Serves one outbound connection until it closes.
+pub async fn connection(
+    ctx: &Arc<Ctx>,
+    mut client: TcpStream,
+    own: Option<SocketAddr>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let original = ctx.original.original_dst(&client)?;
+    let original = target(Direction::Outbound, original, own)
+        .ok_or_else(|| std::io::Error::other(format!("{original} is the proxy itself")))?;
+    client.set_nodelay(true)?;
+    let source = client.peer_addr()?.ip();
+    // Known destinations whose port is not declared TCP: HTTP is detected,
+    // within DETECT_TIMEOUT (a server-first protocol says nothing). On a
+    // port declared HTTP the first bytes are waited for as long as they
+    // take: a client may open a connection well before its first request.
+    let detection = ctx.state.snapshot().and_then(|snapshot| {
+        let table = &snapshot.table;
+        match table.destination(original) {
+            Destination::Service { service, port } => match table.protocol(service, port) {
+                Protocol::Tcp | Protocol::Tls => None,
+                Protocol::Http | Protocol::Http2 => Some(None),
+                Protocol::Detect => Some(Some(DETECT_TIMEOUT)),
+            },
+            Destination::Pod(_) => Some(Some(DETECT_TIMEOUT)),
+            Destination::Passthrough | Destination::Refuse => None,
+        }
+    });
+    let (protocol, opening) = match detection {
+        Some(timeout) => detect(&mut client, timeout).await?,
+        None => (Detected::Opaque, Vec::new()),
+    };
+    let client = Prefixed::new(opening, client);
+    if protocol == Detected::Opaque {
+        return tcp::forward(ctx, client, original).await;
+    }
+    http::serve(ctx.clone(), client, protocol, original, source, stop).await
+}

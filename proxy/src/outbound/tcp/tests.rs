@@ -1,0 +1,97 @@
+use std::sync::Arc;
+
+use plexus_config::{Endpoint, ProxyConfig, Service, ServicePort};
+
+use super::*;
+use crate::balance::Clusters;
+use crate::routing::Table;
+
+fn config() -> ProxyConfig {
+    let endpoint = |ip: &str, sa: Option<&str>, meshed| Endpoint {
+        ip: ip.into(),
+        sa: sa.map(Into::into),
+        meshed,
+        ..Default::default()
+    };
+    ProxyConfig {
+        trust_domain: "cluster.local".into(),
+        services: Arc::new(vec![Service {
+            namespace: "demo".into(),
+            name: "web".into(),
+            addresses: vec!["198.19.0.10".into()],
+            ports: vec![ServicePort {
+                port: 80,
+                name: None,
+                protocol: Default::default(),
+                target_port: Some(8080),
+            }],
+            endpoints: vec![
+                endpoint("198.18.0.7", Some("web"), true),
+                endpoint("198.18.0.8", None, false),
+            ],
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+fn snapshot(config: ProxyConfig) -> Snapshot {
+    let table = Table::new(Arc::new(config)).expect("compiles");
+    let clusters = Clusters::new(&table, None);
+    Snapshot { table, clusters }
+}
+
+#[test]
+fn plans() {
+    let snapshot_ = snapshot(config());
+    let to = |s: &str| s.parse::<SocketAddr>().expect("address");
+    let plan = |snapshot: &Snapshot, addr: &str, draw: usize| plan(snapshot, to(addr), |_| draw).0;
+    let mesh = Plan::Mesh {
+        addr: to("198.18.0.7:8080"),
+        identity: "spiffe://cluster.local/ns/demo/sa/web".into(),
+    };
+    assert_eq!(plan(&snapshot_, "198.19.0.10:80", 0), mesh);
+    // The unmeshed endpoint: as addressed, in plaintext.
+    assert_eq!(
+        plan(&snapshot_, "198.19.0.10:80", 1),
+        Plan::Plain(to("198.19.0.10:80"))
+    );
+    // The meshed pod addressed directly.
+    assert_eq!(plan(&snapshot_, "198.18.0.7:8080", 0), mesh);
+    // Another port of the service's address, or anything else.
+    assert_eq!(
+        plan(&snapshot_, "198.19.0.10:81", 0),
+        Plan::Plain(to("198.19.0.10:81"))
+    );
+    assert_eq!(
+        plan(&snapshot_, "192.0.2.1:443", 0),
+        Plan::Plain(to("192.0.2.1:443"))
+    );
+    // Under REGISTRY_ONLY, only the unknown destination is refused.
+    let strict = snapshot(ProxyConfig {
+        outbound_policy: plexus_config::OutboundPolicy::RegistryOnly,
+        ..config()
+    });
+    assert_eq!(plan(&strict, "192.0.2.1:443", 0), Plan::Refuse);
+    assert_eq!(
+        plan(&strict, "198.18.0.8:8080", 0),
+        Plan::Plain(to("198.18.0.8:8080"))
+    );
+    assert_eq!(
+        plan(&strict, "198.19.0.10:80", 1),
+        Plan::Plain(to("198.19.0.10:80"))
+    );
+}
+
+#[test]
+fn an_open_connection_counts_as_in_flight() {
+    let snapshot = snapshot(config());
+    let to = |s: &str| s.parse::<SocketAddr>().expect("address");
+    let (_, guard) = plan(&snapshot, to("198.19.0.10:80"), |_| 0);
+    let cluster = snapshot
+        .cluster(snapshot.table.service_cluster(0, 80).expect("web:80"))
+        .expect("cluster");
+    assert_eq!(cluster.endpoints[0].in_flight(), 1);
+    drop(guard);
+    assert_eq!(cluster.endpoints[0].in_flight(), 0);
+}

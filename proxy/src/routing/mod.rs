@@ -1,0 +1,282 @@
+//! The routing table compiled from a configuration, once per version:
+//! destinations indexed by address and host, routes with their matches and
+//! regexes compiled (`route`, `matches`), and every destination's endpoint
+//! sets ("clusters") by port and subset with their load balancer, as specs.
+//! Everything here is pure and rebuilt with each version; what must outlive
+//! a version (requests in flight, cursors) is `balance`'s.
+//!
+//! Per request, the outbound pipeline asks it which route a request takes,
+//! what the route's filters and faults do (`filters`, `fault`), and which
+//! cluster a backend names.
+
+pub mod fault;
+pub mod filters;
+pub mod matches;
+pub mod route;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use plexus_config::{
+    Backend, HashKey, LoadBalancer, OutboundPolicy, Protocol, ProxyConfig, Service,
+};
+
+pub use matches::{RequestInfo, Source, TableError};
+pub use route::Route;
+
+/// An endpoint as the configuration describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointSpec {
+    pub addr: SocketAddr,
+    /// The SPIFFE ID it must prove: set when a sidecar runs there.
+    pub identity: Option<String>,
+}
+
+/// How a cluster picks among its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    LeastRequest,
+    RoundRobin,
+    Random,
+    Hash(HashKey),
+}
+
+/// The endpoints of a destination on one port, possibly one subset.
+#[derive(Debug)]
+pub struct ClusterSpec {
+    /// `<namespace>/<name>:<port>[/<subset>]`: unique, and stable across
+    /// configuration versions (the balance state is kept by it).
+    pub name: String,
+    pub endpoints: Vec<EndpointSpec>,
+    pub balance: Balance,
+}
+
+/// What the proxy does with an outbound connection to an address.
+#[derive(Debug)]
+pub enum Destination {
+    /// A known service on one of its ports.
+    Service { service: usize, port: u16 },
+    /// A pod of a known service addressed directly.
+    Pod(EndpointSpec),
+    /// Unknown: as addressed.
+    Passthrough,
+    /// Unknown, under the REGISTRY_ONLY outbound policy.
+    Refuse,
+}
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Table {
+    pub config: Arc<ProxyConfig>,
+    by_addr: HashMap<(IpAddr, u16), usize>,
+    by_host: HashMap<String, usize>,
+    by_pod: HashMap<IpAddr, Option<String>>,
+    routes: Vec<Vec<Route>>,
+    clusters: Vec<ClusterSpec>,
+    cluster_index: HashMap<(usize, u16, Option<String>), usize>,
+}
+
+impl Table {
+    pub fn new(config: Arc<ProxyConfig>) -> Result<Self, TableError> {
+        let mut table = Self {
+            config: config.clone(),
+            by_addr: HashMap::new(),
+            by_host: HashMap::new(),
+            by_pod: HashMap::new(),
+            routes: Vec::with_capacity(config.services.len()),
+            clusters: Vec::new(),
+            cluster_index: HashMap::new(),
+        };
+        for (index, service) in config.services.iter().enumerate() {
+            for address in &service.addresses {
+                if let Ok(ip) = address.parse::<IpAddr>() {
+                    for port in &service.ports {
+                        table.by_addr.entry((ip, port.port)).or_insert(index);
+                    }
+                }
+            }
+            for host in &service.hosts {
+                table.by_host.entry(host.clone()).or_insert(index);
+            }
+            table.routes.push(
+                service
+                    .http
+                    .iter()
+                    .map(Route::compile)
+                    .collect::<Result<_, _>>()?,
+            );
+            let subsets =
+                std::iter::once(None).chain(service.subsets.iter().map(|s| Some(&s.name)));
+            for subset in subsets {
+                for port in &service.ports {
+                    table
+                        .cluster_index
+                        .insert((index, port.port, subset.cloned()), table.clusters.len());
+                    table
+                        .clusters
+                        .push(cluster(&config, service, port.port, subset));
+                }
+            }
+            for endpoint in &service.endpoints {
+                if let Ok(ip) = endpoint.ip.parse::<IpAddr>() {
+                    table
+                        .by_pod
+                        .entry(ip)
+                        .or_insert_with(|| identity(&config, service, endpoint));
+                }
+            }
+        }
+        Ok(table)
+    }
+
+    pub fn service(&self, index: usize) -> Option<&Service> {
+        self.config.services.get(index)
+    }
+
+    /// Where a connection to `original` goes.
+    pub fn destination(&self, original: SocketAddr) -> Destination {
+        if let Some(&service) = self.by_addr.get(&(original.ip(), original.port())) {
+            return Destination::Service {
+                service,
+                port: original.port(),
+            };
+        }
+        if let Some(identity) = self.by_pod.get(&original.ip()) {
+            return Destination::Pod(EndpointSpec {
+                addr: original,
+                identity: identity.clone(),
+            });
+        }
+        match self.config.outbound_policy {
+            OutboundPolicy::AllowAny => Destination::Passthrough,
+            OutboundPolicy::RegistryOnly => Destination::Refuse,
+        }
+    }
+
+    /// The protocol declared for a service port.
+    pub fn protocol(&self, service: usize, port: u16) -> Protocol {
+        self.service(service)
+            .and_then(|s| s.ports.iter().find(|p| p.port == port))
+            .map(|p| p.protocol)
+            .unwrap_or_default()
+    }
+
+    /// The first of a service's routes the request takes; None when the
+    /// service has no routes (all its traffic goes to its own endpoints).
+    pub fn route(
+        &self,
+        service: usize,
+        request: &RequestInfo<'_>,
+        source: &Source<'_>,
+    ) -> Option<&Route> {
+        self.routes
+            .get(service)?
+            .iter()
+            .find(|r| r.matches(request, source))
+    }
+
+    /// The routes of a service (tests).
+    pub fn routes(&self, service: usize) -> &[Route] {
+        self.routes
+            .get(service)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The cluster (its index in [`Table::clusters`]) of a backend; `port`
+    /// is the request's when the backend names none. None for a host the
+    /// configuration does not know.
+    pub fn cluster(&self, backend: &Backend, port: u16) -> Option<usize> {
+        let service = *self.by_host.get(&backend.host)?;
+        let port = backend.port.unwrap_or(port);
+        self.cluster_index
+            .get(&(service, port, backend.subset.clone()))
+            .or_else(|| self.cluster_index.get(&(service, port, None)))
+            .copied()
+    }
+
+    /// A service's own endpoints on a port (no route applies).
+    pub fn service_cluster(&self, service: usize, port: u16) -> Option<usize> {
+        self.cluster_index.get(&(service, port, None)).copied()
+    }
+
+    /// Every cluster, by index.
+    pub fn clusters(&self) -> &[ClusterSpec] {
+        &self.clusters
+    }
+}
+
+fn identity(
+    config: &ProxyConfig,
+    service: &Service,
+    endpoint: &plexus_config::Endpoint,
+) -> Option<String> {
+    match (&endpoint.sa, endpoint.meshed) {
+        (Some(sa), true) => Some(config.spiffe_id(&service.namespace, sa)),
+        _ => None,
+    }
+}
+
+fn cluster(
+    config: &ProxyConfig,
+    service: &Service,
+    port: u16,
+    subset: Option<&String>,
+) -> ClusterSpec {
+    let service_port = service.ports.iter().find(|p| p.port == port);
+    let endpoints = service
+        .endpoints
+        .iter()
+        .filter(|e| subset.is_none_or(|s| e.subsets.contains(s)))
+        .filter_map(|e| {
+            let ip = e.ip.parse::<IpAddr>().ok()?;
+            let target_port = e
+                .ports
+                .get(&port)
+                .copied()
+                .or(service_port.and_then(|p| p.target_port))
+                .unwrap_or(port);
+            Some(EndpointSpec {
+                addr: SocketAddr::new(ip, target_port),
+                identity: identity(config, service, e),
+            })
+        })
+        .collect();
+    // The subset's policy over the port's over the destination's.
+    let subset_policy = subset
+        .and_then(|name| service.subsets.iter().find(|s| &s.name == name))
+        .and_then(|s| s.policy.as_ref());
+    let port_lb = |policy: &plexus_config::TrafficPolicy| {
+        policy
+            .ports
+            .iter()
+            .find(|p| p.port == port)
+            .and_then(|p| p.load_balancer.clone())
+            .or_else(|| policy.load_balancer.clone())
+    };
+    let balance = match subset_policy
+        .and_then(port_lb)
+        .or_else(|| service.policy.as_ref().and_then(port_lb))
+    {
+        Some(LoadBalancer::RoundRobin) => Balance::RoundRobin,
+        Some(LoadBalancer::Random) => Balance::Random,
+        Some(LoadBalancer::ConsistentHash(key)) => Balance::Hash(key),
+        Some(LoadBalancer::LeastRequest | LoadBalancer::Passthrough) | None => {
+            Balance::LeastRequest
+        }
+    };
+    let mut name = format!("{}/{}:{port}", service.namespace, service.name);
+    if let Some(subset) = subset {
+        name.push('/');
+        name.push_str(subset);
+    }
+    ClusterSpec {
+        name,
+        endpoints,
+        balance,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! The one place the proxy dials TCP, speaks mTLS to a peer proxy and
+//! accepts mTLS from one, with every timeout of those steps; and the relay
+//! of opaque streams. Every upstream connection (to peer proxies, unmeshed
+//! endpoints and the app) is made here, so that the connect timeout, the
+//! handshake timeout and the connection metrics hold for all of them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+
+use crate::telemetry::metrics::{DirectionLabels, PeerLabels, RefusedLabels};
+use crate::telemetry::{Direction, Metrics};
+use crate::tls::{Tls, server_name, spiffe_id};
+
+/// How long connecting to a destination may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS stream to or from a peer proxy, read through a buffer: rustls asks
+/// for a few KiB at a time, and many small reads cost more than one copy.
+pub type ClientTls = client::TlsStream<BufReader<TcpStream>>;
+pub type ServerTls = server::TlsStream<BufReader<TcpStream>>;
+
+fn buffered(stream: TcpStream) -> BufReader<TcpStream> {
+    BufReader::with_capacity(32 * 1024, stream)
+}
+
+fn timed_out(what: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, what)
+}
+
+/// A TCP connection to `addr` within [`CONNECT_TIMEOUT`], without Nagle's
+/// delay; a failure counts in `tcp_connect_errors`.
+pub async fn dial(
+    metrics: &Metrics,
+    direction: Direction,
+    addr: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let result = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(format!("connecting to {addr}"))),
+    };
+    let stream = result.inspect_err(|_| {
+        metrics
+            .tcp_connect_errors
+            .get_or_create(&DirectionLabels::from(direction))
+            .inc();
+    })?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// mTLS over `tcp` to a peer proxy that must prove `identity`, offering
+/// `alpn`, within [`HANDSHAKE_TIMEOUT`]. A failed handshake counts in
+/// `tcp_refused{reason="handshake"}`, a good one in `tcp_mtls`.
+pub async fn connect_mtls(
+    metrics: &Metrics,
+    tls: &Tls,
+    tcp: TcpStream,
+    identity: &str,
+    alpn: &'static [u8],
+) -> std::io::Result<ClientTls> {
+    let config = tls
+        .client_config(identity, alpn)
+        .map_err(std::io::Error::other)?;
+    let addr = tcp.peer_addr().ok();
+    let handshake = TlsConnector::from(config).connect(server_name(), buffered(tcp));
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(stream)) => {
+            mtls_opened(metrics, Direction::Outbound, identity);
+            Ok(stream)
+        }
+        outcome => {
+            refused(metrics, Direction::Outbound, "handshake");
+            let why = match outcome {
+                Ok(Err(error)) => error.to_string(),
+                _ => "timed out".into(),
+            };
+            let to = addr.map(|a| a.to_string()).unwrap_or_default();
+            Err(std::io::Error::other(format!(
+                "mTLS to {to} ({identity}): {why}"
+            )))
+        }
+    }
+}
+
+/// Accepts mTLS from a peer proxy within [`HANDSHAKE_TIMEOUT`], requiring
+/// a client certificate from the mesh's roots: the stream and the peer's
+/// SPIFFE ID ("unknown" for a certificate without one).
+pub async fn accept_mtls(
+    metrics: &Metrics,
+    tls: &Tls,
+    tcp: TcpStream,
+) -> std::io::Result<(ServerTls, String)> {
+    let accepted = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        TlsAcceptor::from(tls.server_config()).accept(buffered(tcp)),
+    )
+    .await;
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        outcome => {
+            refused(metrics, Direction::Inbound, "handshake");
+            let why = match outcome {
+                Ok(Err(error)) => error.to_string(),
+                _ => "timed out".into(),
+            };
+            return Err(std::io::Error::other(format!("mTLS handshake: {why}")));
+        }
+    };
+    let peer = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(spiffe_id)
+        .unwrap_or_else(|| "unknown".into());
+    mtls_opened(metrics, Direction::Inbound, &peer);
+    Ok((stream, peer))
+}
+
+/// Copies both ways until both sides are done, counting the bytes.
+pub async fn relay<A, B>(
+    metrics: &Metrics,
+    direction: Direction,
+    mut client: A,
+    mut server: B,
+) -> std::io::Result<()>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let labels = DirectionLabels::from(direction);
+    let result = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    if let Ok((sent, received)) = result {
+        metrics.tcp_sent_bytes.get_or_create(&labels).inc_by(sent);
+        metrics
+            .tcp_received_bytes
+            .get_or_create(&labels)
+            .inc_by(received);
+    }
+    result.map(|_| ())
+}
+
+/// Counts a connection refused for `reason` (plaintext under STRICT,
+/// handshake, no-certificate, registry-only, denied).
+pub fn refused(metrics: &Metrics, direction: Direction, reason: &'static str) {
+    metrics
+        .tcp_refused
+        .get_or_create(&RefusedLabels {
+            direction: direction.as_str(),
+            reason,
+        })
+        .inc();
+}
+
+fn mtls_opened(metrics: &Metrics, direction: Direction, peer: &str) {
+    metrics
+        .tcp_mtls
+        .get_or_create(&PeerLabels {
+            direction: direction.as_str(),
+            peer_identity: peer.to_owned(),
+        })
+        .inc();
+}
+
+/// [`dial`] as a connector of hyper-util's pooled HTTP/1.1 client, for URIs
+/// `http://<address>:<port>/…`.
+#[derive(Clone)]
+pub struct Dialer {
+    pub metrics: Arc<Metrics>,
+    pub direction: Direction,
+}
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let dialer = self.clone();
+        Box::pin(async move {
+            let addr: SocketAddr = uri
+                .authority()
+                .and_then(|a| a.as_str().parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("{uri} has no address")))?;
+            dial(&dialer.metrics, dialer.direction, addr)
+                .await
+                .map(TokioIo::new)
+        })
+    }
+}
