@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use plexus_config::{AppProbe, CONFIG_KEY, ProxyConfig};
 use plexus_proxy::admin::{self, Admin};
-use plexus_proxy::metrics::Metrics;
 use plexus_proxy::state::ProxyState;
+use plexus_proxy::telemetry::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -200,7 +200,7 @@ async fn a_wrong_peer_identity_is_refused() {
     volumes(&dir, &config, &workload(&root, "client"), &root);
     let (client, client_state) = proxy(
         &dir,
-        plexus_proxy::metrics::Direction::Outbound,
+        plexus_proxy::telemetry::Direction::Outbound,
         SERVICE.parse().expect("address"),
     )
     .await;
@@ -215,4 +215,32 @@ async fn a_wrong_peer_identity_is_refused() {
     for dir in [dir, server_dir] {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_given_up_leave_nothing_in_flight() {
+    let mesh = mesh("in-flight").await;
+    let client = http_client(false);
+    // The route's timeout (300 ms) gives up on the app (2 s).
+    let answer = get(&client, mesh.client, "/slow", &[]).await;
+    assert_eq!(answer.map(|(status, _)| status), Ok(504));
+    // The app's client gives up first (100 ms): its connection closes.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        get(&http_client(false), mesh.client, "/slow", &[]),
+    )
+    .await;
+    assert!(gave_up.is_err(), "answered before the client gave up");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let snapshot = mesh.client_state.snapshot().expect("a configuration");
+    let v1 = plexus_config::Backend {
+        host: WEB.into(),
+        subset: Some("v1".into()),
+        weight: 100,
+        ..Default::default()
+    };
+    let index = snapshot.table.cluster(&v1, 80).expect("the v1 cluster");
+    let cluster = snapshot.cluster(index).expect("the v1 cluster");
+    let in_flight: Vec<usize> = cluster.endpoints.iter().map(|e| e.in_flight()).collect();
+    assert_eq!(in_flight, [0], "requests left counted in flight");
 }

@@ -214,7 +214,7 @@ async fn a_swapped_in_configuration_is_seen_at_once() {
     let state = Arc::new(ProxyState::new(
         dir.join("config"),
         dir.join("identity"),
-        Arc::new(plexus_proxy::metrics::Metrics::default()),
+        Arc::new(plexus_proxy::telemetry::Metrics::default()),
     ));
     state.reload();
     let watcher = tokio::spawn(plexus_proxy::watch::files(

@@ -3,6 +3,8 @@
 //! fixed original destination in place of the redirection.
 #![allow(dead_code)]
 
+pub mod world;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,9 +16,10 @@ use plexus_config::{
     Retry, SCHEMA, Service, ServicePort, StringMatch, Subset,
 };
 use plexus_operator::ca::{CertifiedKey, SpiffeId, generate_root, issue_workload};
-use plexus_proxy::forward::{self, Forwarder, OriginalDst};
-use plexus_proxy::metrics::{Direction, Metrics};
+use plexus_proxy::ctx::Ctx;
+use plexus_proxy::original_dst::OriginalDst;
 use plexus_proxy::state::ProxyState;
+use plexus_proxy::telemetry::{Direction, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -84,6 +87,19 @@ pub async fn proxy(
     direction: Direction,
     original: SocketAddr,
 ) -> (SocketAddr, Arc<ProxyState>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve(listener, dir, direction, original, BTreeMap::new())
+}
+
+/// Runs a proxy on `listener` with the volumes of `dir`, in a pod with
+/// `labels`, its connections all "going to" `original`.
+pub fn serve(
+    listener: TcpListener,
+    dir: &Path,
+    direction: Direction,
+    original: SocketAddr,
+    labels: BTreeMap<String, String>,
+) -> (SocketAddr, Arc<ProxyState>) {
     let state = Arc::new(ProxyState::new(
         dir.join("config"),
         dir.join("identity"),
@@ -91,17 +107,12 @@ pub async fn proxy(
     ));
     state.reload();
     assert!(state.not_ready().is_none(), "{:?}", state.not_ready());
-    let forwarder = Arc::new(Forwarder::new(
-        state.clone(),
-        BTreeMap::new(),
-        Box::new(Fixed(original)),
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let ctx = Arc::new(Ctx::new(state.clone(), labels, Box::new(Fixed(original))));
     let addr = listener.local_addr().expect("address");
     let (_stop, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let _keep = _stop;
-        forward::serve(listener, direction, forwarder, stop).await;
+        plexus_proxy::listen::serve(listener, direction, ctx, stop).await;
     });
     (addr, state)
 }
@@ -249,7 +260,7 @@ pub async fn client_proxy(
 pub struct AppLog {
     /// Requests served, by path.
     pub requests: std::sync::Mutex<BTreeMap<String, u64>>,
-    /// `x-request-id`s already failed once by `/flaky`.
+    /// `x-request-id`s already failed (or slowed) once.
     flaked: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The protocol versions requests arrived in.
     pub versions: std::sync::Mutex<Vec<http::Version>>,
@@ -266,14 +277,23 @@ impl AppLog {
     }
 }
 
-/// An HTTP app (HTTP/1.1 and HTTP/2) answering with its `name`:
-/// `…/flaky` answers 503 to the first request of each `x-request-id` and 200
-/// to the next, `/slow` answers after two seconds, `/headers` echoes the
-/// request's headers, anything else 200 with the name.
+/// An HTTP app (HTTP/1.1 and HTTP/2) answering with its `name` (and an
+/// `x-app: <name>` header): `…/flaky` answers 503 to the first request of
+/// each `x-request-id` and 200 to the next (`?fail=<status>`: that status
+/// instead), `?slow-once` makes the first request of each `x-request-id`
+/// take two seconds, `/slow` answers after two seconds, `/headers` (or a
+/// request with `x-echo`) echoes the request's method, authority, path and
+/// headers, anything else 200 with the name.
 pub async fn http_app(name: &'static str) -> (SocketAddr, Arc<AppLog>) {
+    http_app_on("127.0.0.1", name).await
+}
+
+/// [`http_app`] on a loopback address of its own. It also sleeps for the
+/// milliseconds a request's `x-delay-<name>` header says.
+pub async fn http_app_on(ip: &str, name: &'static str) -> (SocketAddr, Arc<AppLog>) {
     use http_body_util::Full;
     use hyper::{Request, Response, StatusCode};
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = TcpListener::bind((ip, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let log = Arc::new(AppLog::default());
     let served = log.clone();
@@ -293,30 +313,72 @@ pub async fn http_app(name: &'static str) -> (SocketAddr, Arc<AppLog>) {
                         log.versions.lock().expect("log").push(request.version());
                         let mut status = StatusCode::OK;
                         let mut body = name.to_owned();
+                        let query = request.uri().query().unwrap_or_default().to_owned();
+                        let id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let first = |log: &AppLog, tag: &str| {
+                            log.flaked.lock().expect("log").insert(format!("{tag}{id}"))
+                        };
+                        let delay = request
+                            .headers()
+                            .get(format!("x-delay-{name}"))
+                            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                        if let Some(ms) = delay {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        if query.split('&').any(|q| q == "slow-once") && first(&log, "slow:") {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        let fail = query
+                            .split('&')
+                            .find_map(|q| q.strip_prefix("fail="))
+                            .and_then(|code| code.parse::<u16>().ok());
+                        if let Some(code) = fail.filter(|_| first(&log, "fail:")) {
+                            status = StatusCode::from_u16(code).expect("status");
+                        }
+                        let echo = request.headers().contains_key("x-echo");
                         match path.as_str() {
-                            p if p.ends_with("/flaky") => {
-                                let id = request
-                                    .headers()
-                                    .get("x-request-id")
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or_default()
-                                    .to_owned();
-                                if log.flaked.lock().expect("log").insert(id) {
-                                    status = StatusCode::SERVICE_UNAVAILABLE;
-                                }
+                            p if p.ends_with("/flaky") && first(&log, "") => {
+                                status = StatusCode::SERVICE_UNAVAILABLE;
                             }
+                            p if p.ends_with("/flaky") => {}
                             "/slow" => tokio::time::sleep(Duration::from_secs(2)).await,
-                            "/headers" => {
-                                body = request
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or("?")))
-                                    .collect();
+                            p if p == "/headers" || echo => {
+                                let authority = request
+                                    .uri()
+                                    .authority()
+                                    .map(|a| a.to_string())
+                                    .or_else(|| {
+                                        request
+                                            .headers()
+                                            .get("host")
+                                            .and_then(|h| h.to_str().ok())
+                                            .map(str::to_owned)
+                                    })
+                                    .unwrap_or_default();
+                                let target = request
+                                    .uri()
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default();
+                                body = format!("{} {authority} {target}\n", request.method());
+                                body.extend(
+                                    request.headers().iter().map(|(k, v)| {
+                                        format!("{k}: {}\n", v.to_str().unwrap_or("?"))
+                                    }),
+                                );
                             }
                             _ => {}
                         }
                         let mut response = Response::new(Full::new(bytes::Bytes::from(body)));
                         *response.status_mut() = status;
+                        response
+                            .headers_mut()
+                            .insert("x-app", hyper::header::HeaderValue::from_static(name));
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 });
@@ -417,7 +479,7 @@ pub fn routed_config(v1: SocketAddr, v2: SocketAddr) -> ProxyConfig {
             retries: Some(Retry {
                 attempts: 2,
                 per_try_timeout_ms: Some(1_000),
-                retry_on: vec!["5xx".into()],
+                retry_on: vec!["5xx".parse().expect("retryOn")],
                 backoff_ms: Some(5),
             }),
             ..Default::default()

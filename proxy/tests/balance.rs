@@ -1,0 +1,247 @@
+//! Load balancing as DestinationRules configure it, end to end (resource,
+//! the operator's compiler, proxies on loopback): round robin at the
+//! destination's, a port's and a subset's level, random and least-request
+//! spreads, and consistent hashing on a header, a cookie, the source address
+//! and a query parameter.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use support::http_client;
+use support::world::{NS, World, host, send, service, workload};
+
+const WEB_IP: &str = "127.0.10.1";
+const WEB: &str = "127.0.10.1:80";
+const CLIENT: &[(&str, &str)] = &[("app", "client")];
+
+/// Three pods of `web` (`a`, `b`, `c`, in address order), and `resources`.
+async fn three(name: &str, resources: &str) -> World {
+    let workloads = [
+        workload("a", "127.0.0.21", &[("app", "web"), ("pair", "yes")]),
+        workload("b", "127.0.0.22", &[("app", "web"), ("pair", "yes")]),
+        workload("c", "127.0.0.23", &[("app", "web")]),
+    ];
+    let resources = resources.to_owned();
+    World::start(
+        name,
+        &workloads,
+        vec![service("web", WEB_IP, &[("app", "web")])],
+        |_| resources,
+    )
+    .await
+}
+
+/// The apps that answered `n` calls of `path`, in order.
+async fn answers(proxy: SocketAddr, path: &str, headers: &[(&str, &str)], n: usize) -> Vec<String> {
+    let client = http_client(false);
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let answer = send(&client, proxy, "GET", path, &host("web"), headers).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        seen.push(answer.body);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_takes_turns() {
+    let resources = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy:
+    portLevelSettings:
+      - {port: {number: 80}, loadBalancer: {simple: ROUND_ROBIN}}
+  subsets:
+    - {name: pair, labels: {pair: "yes"}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http:
+    - match: [{uri: {prefix: /pair}}]
+      route: [{destination: {host: web, subset: pair}}]
+"#;
+    let mut world = three("round-robin", resources).await;
+    assert_eq!(
+        world.accepted("DestinationRule/demo/web"),
+        (
+            true,
+            "Valid; the proxy enforces every field it sets.".into()
+        )
+    );
+    let (proxy, _) = world.client(NS, CLIENT, WEB).await;
+    // The port's balancer for the Service's own endpoints.
+    assert_eq!(
+        answers(proxy, "/", &[], 6).await,
+        ["a", "b", "c", "a", "b", "c"]
+    );
+    // The subset's.
+    assert_eq!(answers(proxy, "/pair", &[], 4).await, ["a", "b", "a", "b"]);
+}
+
+/// How many of `n` calls (8 at a time) each app answered, with app `b`
+/// slowed by `delay` ms.
+async fn spread(proxy: SocketAddr, n: usize, delay: &'static str) -> BTreeMap<String, usize> {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(async move {
+                let client = http_client(false);
+                let mut seen = BTreeMap::<String, usize>::new();
+                for _ in 0..n / 8 {
+                    let answer = send(
+                        &client,
+                        proxy,
+                        "GET",
+                        "/",
+                        &host("web"),
+                        &[("x-delay-b", delay)],
+                    )
+                    .await;
+                    *seen.entry(answer.body).or_default() += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut total = BTreeMap::new();
+    for task in tasks {
+        for (k, v) in task.await.expect("a load task") {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_and_least_request_balancing() {
+    let rule = |name: &str, simple: &str| {
+        format!(
+            "apiVersion: plexus.dev/v1alpha1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec: {{host: {name}, trafficPolicy: {{loadBalancer: {{simple: {simple}}}}}}}\n---\n"
+        )
+    };
+    let resources = [
+        rule("random", "RANDOM"),
+        rule("least-request", "LEAST_REQUEST"),
+        rule("least-conn", "LEAST_CONN"),
+        rule("unspecified", "UNSPECIFIED"),
+    ]
+    .concat();
+    let workloads = [
+        workload("a", "127.0.0.21", &[("app", "web")]),
+        workload("b", "127.0.0.22", &[("app", "web")]),
+    ];
+    let names = ["random", "least-request", "least-conn", "unspecified"];
+    let services = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| service(name, &format!("127.0.10.{}", 10 + i), &[("app", "web")]))
+        .collect();
+    let mut world = World::start("spread", &workloads, services, |_| resources).await;
+    for (i, name) in names.iter().enumerate() {
+        let (proxy, _) = world
+            .client(NS, CLIENT, &format!("127.0.10.{}:80", 10 + i))
+            .await;
+        let seen = spread(proxy, 160, "50").await;
+        let slow = seen.get("b").copied().unwrap_or(0);
+        eprintln!("{name}, b slowed by 50 ms: {seen:?}");
+        assert_eq!(seen.values().sum::<usize>(), 160, "{name}: {seen:?}");
+        if *name == "random" {
+            // Blind to load: about half each.
+            assert!((40..=120).contains(&slow), "{name}: {seen:?}");
+        } else {
+            // The slow endpoint has requests in flight: the other wins.
+            assert!(slow <= 40, "{name}: {seen:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_keeps_a_key_on_one_endpoint() {
+    let rule = |name: &str, hash: &str| {
+        format!(
+            "apiVersion: plexus.dev/v1alpha1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec: {{host: {name}, trafficPolicy: {{loadBalancer: {{consistentHash: {hash}}}}}}}\n---\n"
+        )
+    };
+    let resources = [
+        rule("by-header", "{httpHeaderName: x-user}"),
+        rule(
+            "by-cookie",
+            "{httpCookie: {name: session, path: /, ttl: 3600s}}",
+        ),
+        rule("by-source", "{useSourceIp: true}"),
+        rule("by-query", "{httpQueryParameterName: shard}"),
+    ]
+    .concat();
+    let workloads = [
+        workload("a", "127.0.0.21", &[("app", "web")]),
+        workload("b", "127.0.0.22", &[("app", "web")]),
+        workload("c", "127.0.0.23", &[("app", "web")]),
+        workload("d", "127.0.0.24", &[("app", "web")]),
+    ];
+    let names = ["by-header", "by-cookie", "by-source", "by-query"];
+    let services = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| service(name, &format!("127.0.10.{}", 20 + i), &[("app", "web")]))
+        .collect();
+    let mut world = World::start("hash", &workloads, services, |_| resources).await;
+    for name in names {
+        assert_eq!(
+            world.accepted(&format!("DestinationRule/demo/{name}")),
+            (
+                true,
+                "Valid; the proxy enforces every field it sets.".into()
+            )
+        );
+    }
+    let client = http_client(false);
+    let proxy = |i: usize| format!("127.0.10.{}:80", 20 + i);
+    let (header, _) = world.client(NS, CLIENT, &proxy(0)).await;
+    let (cookie, _) = world.client(NS, CLIENT, &proxy(1)).await;
+    let (source, _) = world.client(NS, CLIENT, &proxy(2)).await;
+    let (query, _) = world.client(NS, CLIENT, &proxy(3)).await;
+
+    // 1,000 calls with one key reach one endpoint; twenty keys spread.
+    let endpoints = |seen: Vec<String>| seen.into_iter().collect::<BTreeSet<_>>();
+    let one = endpoints(answers(header, "/", &[("x-user", "ann")], 1000).await);
+    assert_eq!(one.len(), 1, "x-user: ann went to {one:?}");
+    let mut keys = BTreeSet::new();
+    for i in 0..20 {
+        let user = format!("user-{i}");
+        keys.extend(answers(header, "/", &[("x-user", &user)], 3).await);
+    }
+    assert!(keys.len() >= 2, "twenty keys all went to {keys:?}");
+
+    let one = endpoints(answers(query, "/?shard=7", &[], 1000).await);
+    assert_eq!(one.len(), 1, "shard=7 went to {one:?}");
+    let mut keys = BTreeSet::new();
+    for i in 0..20 {
+        keys.extend(answers(query, &format!("/?shard={i}"), &[], 1).await);
+    }
+    assert!(keys.len() >= 2, "{keys:?}");
+
+    // Every call comes from 127.0.0.1.
+    let one = endpoints(answers(source, "/", &[], 1000).await);
+    assert_eq!(one.len(), 1, "one source went to {one:?}");
+
+    // No cookie: the proxy sets one, and calls bringing it back stay.
+    let first = send(&client, cookie, "GET", "/", &host("web"), &[]).await;
+    let set = first.headers["set-cookie"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    assert!(
+        set.starts_with("session=") && set.contains("Max-Age=3600") && set.contains("Path=/"),
+        "{set}"
+    );
+    let value = set.split(';').next().expect("name=value").to_owned();
+    let seen = endpoints(answers(cookie, "/", &[("cookie", &value)], 1000).await);
+    assert_eq!(seen, BTreeSet::from([first.body]), "{value}");
+}

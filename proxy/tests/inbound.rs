@@ -1,0 +1,221 @@
+//! Inbound policy as users write it, end to end (resource, the operator's
+//! compiler, proxies on loopback): PeerAuthentication modes at namespace,
+//! workload and port level, and AuthorizationPolicies: an ALLOW policy
+//! without rules allows nothing; one whose rules the proxy cannot evaluate
+//! yet fails closed; DENY and AUDIT policies without rules change nothing.
+
+mod support;
+
+use support::world::{NS, World, host, send, service, workload};
+use support::{count, exchange, http_client, metrics};
+
+const CLIENT: &[(&str, &str)] = &[("app", "client")];
+
+/// Plaintext HTTP straight to a server proxy (no client proxy, no mTLS):
+/// the answer's first line, or "" when the connection was refused.
+async fn plaintext(server: std::net::SocketAddr) -> String {
+    let answer = exchange(
+        server,
+        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_authentication_modes_decide_plaintext() {
+    let workloads = [
+        workload("strict", "127.0.0.31", &[("app", "strict")]),
+        workload("legacy", "127.0.0.32", &[("app", "legacy")]),
+        workload("unset", "127.0.0.33", &[("app", "unset")]),
+        workload("targeted", "127.0.0.34", &[("app", "targeted")]),
+    ];
+    let services = vec![
+        service("strict", "127.0.10.31", &[("app", "strict")]),
+        service("legacy", "127.0.10.32", &[("app", "legacy")]),
+        service("targeted", "127.0.10.34", &[("app", "targeted")]),
+    ];
+    let mut world = World::start("peer-authentication", &workloads, services, |ports| {
+        format!(
+            r#"
+apiVersion: plexus.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {{name: default}}
+spec: {{mtls: {{mode: STRICT}}}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {{name: legacy}}
+spec:
+  selector: {{matchLabels: {{app: legacy}}}}
+  mtls: {{mode: PERMISSIVE}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {{name: unset}}
+spec:
+  selector: {{matchLabels: {{app: unset}}}}
+  mtls: {{mode: UNSET}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {{name: targeted}}
+spec:
+  targetRef: {{kind: Service, name: targeted}}
+  mtls: {{mode: PERMISSIVE}}
+  portLevelMtls: {{"{port}": {{mode: STRICT}}}}
+"#,
+            port = ports["targeted"]
+        )
+    })
+    .await;
+    for name in ["default", "legacy", "unset", "targeted"] {
+        assert_eq!(
+            world.accepted(&format!("PeerAuthentication/demo/{name}")),
+            (
+                true,
+                "Valid; the proxy enforces every field it sets.".into()
+            ),
+            "{name}"
+        );
+    }
+    let server = |name: &str| world.servers[name].addr;
+    // Plaintext: refused under STRICT (namespace-wide, inherited by UNSET,
+    // and on the port a port-level rule makes STRICT), taken under PERMISSIVE.
+    assert_eq!(plaintext(server("strict")).await, "");
+    assert_eq!(plaintext(server("unset")).await, "");
+    assert_eq!(plaintext(server("targeted")).await, "");
+    assert_eq!(plaintext(server("legacy")).await, "HTTP/1.1 200 OK");
+    let refused = r#"plexus_proxy_tcp_refused_total{direction="inbound",reason="plaintext"}"#;
+    assert_eq!(count(&metrics(&world.servers["strict"].state), refused), 1);
+    // Through a client proxy, mTLS: every mode takes it.
+    let client = http_client(false);
+    for (name, address) in [
+        ("strict", "127.0.10.31:80"),
+        ("legacy", "127.0.10.32:80"),
+        ("targeted", "127.0.10.34:80"),
+    ] {
+        let (proxy, _) = world.client(NS, CLIENT, address).await;
+        let answer = send(&client, proxy, "GET", "/", &host(name), &[]).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, name), "{name}");
+    }
+}
+
+const WEB_IP: &str = "127.0.10.41";
+
+/// `web` (two pods, `app: web`) and `other` (`app: other`), with `policies`.
+async fn guarded(name: &str, policies: &'static str) -> World {
+    let workloads = [
+        workload("web", "127.0.0.41", &[("app", "web")]),
+        workload("other", "127.0.0.42", &[("app", "other")]),
+    ];
+    let services = vec![
+        service("web", WEB_IP, &[("app", "web")]),
+        service("other", "127.0.10.42", &[("app", "other")]),
+        // The same pods on a port declared TCP: opaque, over mTLS.
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web-tcp", "namespace": NS},
+            "spec": {"clusterIP": "127.0.10.43", "selector": {"app": "web"},
+                     "ports": [{"name": "tcp-raw", "port": 80, "targetPort": "http", "protocol": "TCP"}]}
+        }),
+    ];
+    World::start(name, &workloads, services, |_| policies.into()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_nothing_refuses_every_request() {
+    let policies = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: allow-nothing}
+spec:
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: deny-nothing}
+spec:
+  selector: {matchLabels: {app: other}}
+  action: DENY
+---
+apiVersion: plexus.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: audit-nothing}
+spec:
+  selector: {matchLabels: {app: other}}
+  action: AUDIT
+"#;
+    let mut world = guarded("allow-nothing", policies).await;
+    for name in ["allow-nothing", "deny-nothing", "audit-nothing"] {
+        assert_eq!(
+            world.accepted(&format!("AuthorizationPolicy/demo/{name}")),
+            (
+                true,
+                "Valid; the proxy enforces every field it sets.".into()
+            ),
+            "{name}"
+        );
+    }
+    let client = http_client(false);
+    let (to_web, _) = world.client(NS, CLIENT, "127.0.10.41:80").await;
+    for _ in 0..3 {
+        let answer = send(&client, to_web, "GET", "/", &host("web"), &[]).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (403, "RBAC: access denied")
+        );
+    }
+    // Opaque TCP: the connection closes after the handshake.
+    let (to_web_tcp, _) = world.client(NS, CLIENT, "127.0.10.43:80").await;
+    let answer = exchange(to_web_tcp, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        world.servers["web"].app.served("/"),
+        0,
+        "a denied request reached the app"
+    );
+    let denied = r#"plexus_proxy_authz_denied_total{policy="AuthorizationPolicy/demo/allow-nothing",reason="allow-nothing"}"#;
+    assert_eq!(count(&metrics(&world.servers["web"].state), denied), 4);
+    // DENY and AUDIT policies without rules match nothing.
+    let (to_other, _) = world.client(NS, CLIENT, "127.0.10.42:80").await;
+    let answer = send(&client, to_other, "GET", "/", &host("other"), &[]).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "other"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_that_cannot_be_evaluated_fail_closed() {
+    let policies = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: get-only}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: ALLOW
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+"#;
+    let mut world = guarded("fail-closed", policies).await;
+    let (accepted, message) = world.accepted("AuthorizationPolicy/demo/get-only");
+    assert!(accepted);
+    assert_eq!(message, "Valid; not enforced by the proxy yet: spec.rules.");
+    let client = http_client(false);
+    let (to_web, _) = world.client(NS, CLIENT, "127.0.10.41:80").await;
+    // Even a GET, which the rule allows: the proxy cannot tell, and refuses.
+    let answer = send(&client, to_web, "GET", "/", &host("web"), &[]).await;
+    assert_eq!(answer.status, 403);
+    assert_eq!(world.servers["web"].app.served("/"), 0);
+    let denied = r#"plexus_proxy_authz_denied_total{policy="AuthorizationPolicy/demo/get-only",reason="not-enforced"}"#;
+    assert_eq!(count(&metrics(&world.servers["web"].state), denied), 1);
+    // Workloads it does not select are untouched.
+    let (to_other, _) = world.client(NS, CLIENT, "127.0.10.42:80").await;
+    assert_eq!(
+        send(&client, to_other, "GET", "/", &host("other"), &[])
+            .await
+            .status,
+        200
+    );
+}

@@ -1,0 +1,329 @@
+//! A mesh on loopback, configured from resources as users write them: the
+//! test gives workloads, Services and mesh resources (YAML, `apiVersion:
+//! plexus.dev/v1alpha1`); the operator's own compiler turns them, with the
+//! Pods and Namespaces this builds, into each namespace's proxy
+//! configuration; real proxies run with it, a server proxy in front of an
+//! [`http_app`] per workload and client proxies for the test's callers.
+//! Resource in, operator's compiler, proxy, observed effect: the tests the
+//! capability list names are of this kind.
+//!
+//! Every address is on loopback: pods on `127.0.0.x`, Service ClusterIPs on
+//! `127.0.10.x` (never listened on: the client proxy routes them).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use plexus_config::ProxyConfig;
+use plexus_operator::ca::{CertifiedKey, SpiffeId, generate_root, issue_workload};
+use plexus_proxy::state::ProxyState;
+use plexus_proxy::telemetry::Direction;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use super::{AppLog, DAY, HttpClient, http_app_on, serve, temp, volumes};
+
+/// The namespace of everything unless a workload says otherwise.
+pub const NS: &str = "demo";
+
+/// A meshed pod: a server proxy in front of an app answering `name`.
+#[derive(Clone)]
+pub struct Workload {
+    /// The pod's name, and what its app answers.
+    pub name: &'static str,
+    pub namespace: &'static str,
+    /// Its address, on loopback (`127.0.0.x`).
+    pub ip: &'static str,
+    pub service_account: &'static str,
+    pub labels: &'static [(&'static str, &'static str)],
+    /// Its app refuses connections (nothing listens on its port).
+    pub dead: bool,
+}
+
+/// A pod of Service `app` (label `app`) with `version`, in [`NS`].
+pub fn workload(
+    name: &'static str,
+    ip: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+) -> Workload {
+    Workload {
+        name,
+        namespace: NS,
+        ip,
+        service_account: "web",
+        labels,
+        dead: false,
+    }
+}
+
+/// The app ports of the workloads, by name: what a PeerAuthentication's
+/// port-level modes name.
+pub type Ports = BTreeMap<&'static str, u16>;
+
+/// A running workload.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: Arc<ProxyState>,
+    pub app: Arc<AppLog>,
+}
+
+/// The mesh: its servers by workload name, the compiled configurations by
+/// namespace, and what is needed to add clients.
+pub struct World {
+    pub root: CertifiedKey,
+    pub servers: BTreeMap<&'static str, Server>,
+    pub configs: BTreeMap<String, ProxyConfig>,
+    /// The verdicts the operator gave, by `Kind/namespace/name`.
+    pub verdicts: BTreeMap<String, (bool, String)>,
+    name: String,
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn identity(root: &CertifiedKey, namespace: &str, account: &str) -> CertifiedKey {
+    let id = SpiffeId {
+        trust_domain: "cluster.local".into(),
+        namespace: namespace.into(),
+        service_account: account.into(),
+    };
+    issue_workload(root, &id, SystemTime::now(), DAY).expect("a workload certificate")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A meshed, ready Pod whose port `http` is `port`.
+fn pod(w: &Workload, port: u16) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": w.name, "namespace": w.namespace, "labels": labels(w.labels)},
+        "spec": {
+            "serviceAccountName": w.service_account,
+            "containers": [
+                {"name": "app", "ports": [{"name": "http", "containerPort": port}]},
+                {"name": plexus_crds::keys::PROXY_CONTAINER}
+            ]
+        },
+        "status": {"podIP": w.ip, "conditions": [{"type": "Ready", "status": "True"}]}
+    })
+}
+
+/// A Service of `namespace` on port 80 at `cluster_ip`, to the pods with
+/// `selector` on their port `http`.
+pub fn service(name: &str, cluster_ip: &str, selector: &[(&str, &str)]) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "clusterIP": cluster_ip,
+            "selector": labels(selector),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+        }
+    })
+}
+
+/// The documents of a YAML text.
+pub fn yaml(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).expect("YAML"))
+        .filter(|v| !v.is_null())
+        .map(|mut v| {
+            if v["metadata"]["namespace"].is_null() && v["kind"] != "Namespace" {
+                v["metadata"]["namespace"] = NS.into();
+            }
+            v
+        })
+        .collect()
+}
+
+impl World {
+    /// Starts the workloads behind `services`, configured by the resources
+    /// (YAML) `resources` gives for the workloads' app ports. Namespaces
+    /// [`NS`] and `other` exist, labelled for injection.
+    pub async fn start(
+        name: &str,
+        workloads: &[Workload],
+        services: Vec<Value>,
+        resources: impl FnOnce(&Ports) -> String,
+    ) -> World {
+        let root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
+        let mut objects: Vec<Value> = ["demo", "other"]
+            .iter()
+            .map(|ns| {
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": ns, "labels": {"plexus.dev/inject": "enabled"}}})
+            })
+            .collect();
+        let mut started = Vec::new();
+        let mut ports = Ports::new();
+        for w in workloads {
+            let (app, log) = http_app_on("127.0.0.1", w.name).await;
+            let app = if w.dead { closed_port().await } else { app };
+            ports.insert(w.name, app.port());
+            let listener = TcpListener::bind((w.ip, 0))
+                .await
+                .expect("bind on loopback");
+            let port = listener.local_addr().expect("address").port();
+            objects.push(pod(w, port));
+            started.push((w, listener, app, log));
+        }
+        objects.extend(services);
+        objects.extend(yaml(&resources(&ports)));
+        let input = plexus_operator::snapshot::input_from_objects(
+            objects,
+            "plexus-system",
+            "cluster.local",
+        )
+        .expect("the objects convert");
+        let output = plexus_operator::compile::compile(&input);
+        let verdicts = output
+            .verdicts
+            .iter()
+            .map(|(key, verdict)| {
+                let accepted = verdict.accepted();
+                (key.origin(), (accepted.status, accepted.message))
+            })
+            .collect();
+        let mut world = World {
+            root,
+            servers: BTreeMap::new(),
+            configs: output.configs,
+            verdicts,
+            name: name.to_owned(),
+            dirs: Vec::new(),
+        };
+        for (w, listener, app, log) in started {
+            let dir = world.volumes(
+                &format!("server-{}", w.name),
+                w.namespace,
+                w.service_account,
+            );
+            let (addr, state) = serve(listener, &dir, Direction::Inbound, app, labels(w.labels));
+            world.servers.insert(
+                w.name,
+                Server {
+                    addr,
+                    state,
+                    app: log,
+                },
+            );
+        }
+        world
+    }
+
+    /// Writes the volumes of a proxy of `namespace` running as `account`.
+    fn volumes(&mut self, what: &str, namespace: &str, account: &str) -> std::path::PathBuf {
+        let dir = temp(&format!("{}-{what}", self.name));
+        let config = self
+            .configs
+            .get(namespace)
+            .unwrap_or_else(|| panic!("no configuration for {namespace}"));
+        volumes(
+            &dir,
+            config,
+            &identity(&self.root, namespace, account),
+            &self.root,
+        );
+        self.dirs.push(dir.clone());
+        dir
+    }
+
+    /// A client proxy of a pod of `namespace` with `labels`, running as
+    /// ServiceAccount `client`, whose app dials `original` (a Service's
+    /// ClusterIP and port). Its listener's address, and its state.
+    pub async fn client(
+        &mut self,
+        namespace: &str,
+        pod_labels: &[(&str, &str)],
+        original: &str,
+    ) -> (SocketAddr, Arc<ProxyState>) {
+        let dir = self.volumes(&format!("client-{}", self.dirs.len()), namespace, "client");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let original: SocketAddr = original.parse().expect("an address");
+        assert!(original.ip().is_loopback(), "tests dial loopback only");
+        serve(
+            listener,
+            &dir,
+            Direction::Outbound,
+            original,
+            labels(pod_labels),
+        )
+    }
+
+    /// The Accepted condition of `Kind/namespace/name`: its status and message.
+    pub fn accepted(&self, origin: &str) -> (bool, String) {
+        self.verdicts
+            .get(origin)
+            .cloned()
+            .unwrap_or_else(|| panic!("no verdict for {origin}: {:?}", self.verdicts.keys()))
+    }
+}
+
+/// An address on loopback nothing listens on.
+async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("address")
+}
+
+/// What a call answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+/// A request through the client proxy at `proxy` (`host` in its Host
+/// header), with extra headers.
+pub async fn send(
+    client: &HttpClient,
+    proxy: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    use http_body_util::BodyExt;
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{proxy}{path}"))
+        .header("host", host);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("a request");
+    let response = client.request(request).await.expect("an answer");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// The host of Service `name` of [`NS`].
+pub fn host(name: &str) -> String {
+    format!("{name}.{NS}.svc.cluster.local")
+}
