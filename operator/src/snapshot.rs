@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use plexus_crds::keys::{INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, PROXY_CONTAINER};
 
-use crate::compile::{EndpointInput, ServiceInput, ServicePortInput};
+use crate::compile::{EndpointInput, Input, ServiceInput, ServicePortInput};
 
 /// What the compiler needs of a pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -245,6 +245,51 @@ pub fn injected_namespaces(
         }
     }
     injected
+}
+
+/// The compiler's input from objects given as JSON (Namespaces, Services,
+/// Pods, the Mesh and the mesh's resources), converted as the controller
+/// converts what its watches see: endpoints are the ready Pods matched to
+/// the Services' selectors (the 1.20 path). For tests and tools that read
+/// manifests.
+pub fn input_from_objects(
+    objects: impl IntoIterator<Item = serde_json::Value>,
+    root_namespace: &str,
+    cluster_domain: &str,
+) -> Result<Input, String> {
+    let mut input = Input {
+        root_namespace: root_namespace.to_owned(),
+        cluster_domain: cluster_domain.to_owned(),
+        ..Default::default()
+    };
+    let mut namespaces = Vec::new();
+    let mut pods = Vec::new();
+    for object in objects {
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let bad = |e: serde_json::Error| format!("{kind}: {e}");
+        match kind.as_str() {
+            "Namespace" => {
+                namespaces.push(serde_json::from_value::<Namespace>(object).map_err(bad)?)
+            }
+            "Service" => {
+                let svc: Service = serde_json::from_value(object).map_err(bad)?;
+                input.services.extend(service_input(&svc));
+            }
+            "Pod" => pods.push(pod_view(
+                &serde_json::from_value::<Pod>(object).map_err(bad)?,
+            )),
+            "Mesh" => input.mesh = serde_json::from_value(object["spec"].clone()).map_err(bad)?,
+            _ => {
+                if !input.add_resource(object)? {
+                    return Err(format!("unexpected kind {kind:?}"));
+                }
+            }
+        }
+    }
+    input.namespaces = namespaces.iter().map(|n| n.name_any()).collect();
+    input.endpoints = endpoints_from_pods(&input.services, &pods);
+    input.injected = injected_namespaces(&namespaces, &pods, root_namespace);
+    Ok(input)
 }
 
 #[cfg(test)]

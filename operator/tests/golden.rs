@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use plexus_operator::compile::{Input, compile};
 use plexus_operator::snapshot;
 use serde::Deserialize;
@@ -15,77 +14,11 @@ use serde_json::{Value, json};
 
 fn load(path: &Path) -> Input {
     let text = std::fs::read_to_string(path).expect("input.yaml");
-    let mut input = Input {
-        root_namespace: "plexus-system".into(),
-        cluster_domain: "cluster.local".into(),
-        ..Default::default()
-    };
-    let mut namespaces = Vec::new();
-    let mut pods = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value = Value::deserialize(document).expect("YAML");
-        if value.is_null() {
-            continue;
-        }
-        let kind = value["kind"].as_str().expect("kind").to_owned();
-        let object = value.clone();
-        match kind.as_str() {
-            "Namespace" => {
-                namespaces.push(serde_json::from_value::<Namespace>(object).expect("Namespace"))
-            }
-            "Service" => {
-                let svc: Service = serde_json::from_value(object).expect("Service");
-                input.services.extend(snapshot::service_input(&svc));
-            }
-            "Pod" => pods.push(snapshot::pod_view(
-                &serde_json::from_value::<Pod>(object).expect("Pod"),
-            )),
-            "Mesh" => {
-                input.mesh = serde_json::from_value(object["spec"].clone()).expect("Mesh spec")
-            }
-            "VirtualService" => input
-                .virtual_services
-                .push(serde_json::from_value(object).expect("VirtualService")),
-            "DestinationRule" => input
-                .destination_rules
-                .push(serde_json::from_value(object).expect("DestinationRule")),
-            "Gateway" => input
-                .gateways
-                .push(serde_json::from_value(object).expect("Gateway")),
-            "ServiceEntry" => input
-                .service_entries
-                .push(serde_json::from_value(object).expect("ServiceEntry")),
-            "TrafficSplit" => input
-                .traffic_splits
-                .push(serde_json::from_value(object).expect("TrafficSplit")),
-            "ServiceProfile" => input
-                .service_profiles
-                .push(serde_json::from_value(object).expect("ServiceProfile")),
-            "PeerAuthentication" => input
-                .peer_authentications
-                .push(serde_json::from_value(object).expect("PeerAuthentication")),
-            "AuthorizationPolicy" => input
-                .authorization_policies
-                .push(serde_json::from_value(object).expect("AuthorizationPolicy")),
-            "RequestAuthentication" => input
-                .request_authentications
-                .push(serde_json::from_value(object).expect("RequestAuthentication")),
-            "RateLimitPolicy" => input
-                .rate_limit_policies
-                .push(serde_json::from_value(object).expect("RateLimitPolicy")),
-            "Telemetry" => input
-                .telemetries
-                .push(serde_json::from_value(object).expect("Telemetry")),
-            other => panic!("{}: unexpected kind {other}", path.display()),
-        }
-    }
-    input.namespaces = namespaces
-        .iter()
-        .map(|n| n.metadata.name.clone().unwrap_or_default())
-        .collect();
-    input.endpoints = snapshot::endpoints_from_pods(&input.services, &pods);
-    input.injected = snapshot::injected_namespaces(&namespaces, &pods, &input.root_namespace);
-    input
+    let objects = serde_yaml::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).expect("YAML"))
+        .filter(|value| !value.is_null());
+    snapshot::input_from_objects(objects, "plexus-system", "cluster.local")
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn render(input: &Input) -> Value {

@@ -18,6 +18,8 @@ pub struct Check {
     problems: Vec<(&'static str, String)>,
     /// Remarks that do not prevent acceptance.
     pub notes: Vec<String>,
+    /// What the proxies do instead of what they do not enforce.
+    pub meanwhile: Option<String>,
 }
 
 impl Check {
@@ -50,6 +52,21 @@ impl Check {
             Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             Err(e) => {
                 self.invalid(path, e);
+                None
+            }
+        }
+    }
+
+    /// A value of one of the proxy configuration's enums ([`plexus_config::one_of!`]):
+    /// what the proxy cannot read is invalid.
+    pub fn parse<T>(&mut self, path: impl std::fmt::Display, value: &str) -> Option<T>
+    where
+        T: std::str::FromStr<Err = plexus_config::UnknownValue>,
+    {
+        match value.parse() {
+            Ok(parsed) => Some(parsed),
+            Err(error) => {
+                self.invalid(path, error);
                 None
             }
         }
@@ -105,13 +122,25 @@ impl Check {
         }
     }
 
-    /// The verdict: accepted with the unimplemented fields, or rejected.
-    pub fn finish(self, unimplemented: Vec<String>) -> Result<super::Accepted, Rejection> {
+    /// The verdict on a spec of `kind`: accepted, with what the proxy's
+    /// capability list says it does not enforce, or rejected.
+    pub fn finish<T: serde::Serialize>(
+        self,
+        kind: super::Kind,
+        spec: &T,
+    ) -> Result<super::Accepted, Rejection> {
         match self.problems.first() {
-            None => Ok(super::Accepted {
-                unimplemented,
-                notes: self.notes,
-            }),
+            None => {
+                let report = serde_json::to_value(spec)
+                    .map(|spec| plexus_config::capability::unenforced(kind.as_str(), &spec))
+                    .unwrap_or_default();
+                Ok(super::Accepted {
+                    meanwhile: self.meanwhile.filter(|_| !report.unenforced.is_empty()),
+                    unenforced: report.unenforced,
+                    enforced_any: report.enforced_any,
+                    notes: self.notes,
+                })
+            }
             Some((reason, _)) => Err(Rejection {
                 reason,
                 message: self
@@ -122,13 +151,5 @@ impl Check {
                     .join("; "),
             }),
         }
-    }
-}
-
-/// The unimplemented fields of a spec.
-pub fn unimplemented<T: serde::Serialize>(spec: &T, implemented: &[&str]) -> Vec<String> {
-    match serde_json::to_value(spec) {
-        Ok(value) => super::fields::unimplemented(&value, implemented),
-        Err(_) => Vec::new(),
     }
 }

@@ -2,75 +2,103 @@
 //! from a snapshot of objects ([`Input`]) to one [`ProxyConfig`] per injected
 //! namespace and a verdict on every resource ([`Output`]).
 //!
+//! Each kind has its own conversion (`outbound/<kind>.rs`,
+//! `inbound/<kind>.rs`): spec in, configuration parts and problems out. What
+//! a verdict says is in force comes from the proxy's capability list
+//! ([`plexus_config::capability`]), never from a list here (`verdict`).
+//!
 //! Kubernetes objects are converted into the small input types once, at the
-//! edge (`crate::mesh_config`); nothing here talks to the API server.
+//! edge (`crate::snapshot`); nothing here talks to the API server.
 
 mod check;
-mod fields;
 mod inbound;
 mod outbound;
 mod routes;
+mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 use plexus_config::ProxyConfig;
-use plexus_crds::authorization_policy::AuthorizationPolicy;
-use plexus_crds::destination_rule::DestinationRule;
-use plexus_crds::gateway::Gateway;
 use plexus_crds::mesh::MeshSpec;
-use plexus_crds::peer_authentication::PeerAuthentication;
-use plexus_crds::rate_limit_policy::RateLimitPolicy;
-use plexus_crds::request_authentication::RequestAuthentication;
-use plexus_crds::service_entry::ServiceEntry;
-use plexus_crds::service_profile::ServiceProfile;
-use plexus_crds::telemetry::Telemetry;
-use plexus_crds::traffic_split::TrafficSplit;
-use plexus_crds::virtual_service::VirtualService;
 
 pub use check::Rejection;
+pub use verdict::ConditionParts;
 
-/// Everything the compiler reads.
-#[derive(Clone, Debug, Default)]
-pub struct Input {
-    /// The Mesh's spec (defaults when there is no Mesh).
-    pub mesh: MeshSpec,
-    /// The mesh's root namespace: policies there apply to every namespace.
-    pub root_namespace: String,
-    /// The cluster's DNS domain.
-    pub cluster_domain: String,
-    /// Every namespace of the cluster, to resolve `name.namespace` hosts.
-    pub namespaces: BTreeSet<String>,
-    /// Namespaces whose proxies get a configuration, with their number of
-    /// injected pods.
-    pub injected: BTreeMap<String, usize>,
-    /// Kubernetes Services.
-    pub services: Vec<ServiceInput>,
-    /// Ready endpoints of the Services.
-    pub endpoints: Vec<EndpointInput>,
-    /// VirtualServices.
-    pub virtual_services: Vec<VirtualService>,
-    /// DestinationRules.
-    pub destination_rules: Vec<DestinationRule>,
-    /// Gateways.
-    pub gateways: Vec<Gateway>,
-    /// ServiceEntries.
-    pub service_entries: Vec<ServiceEntry>,
-    /// TrafficSplits.
-    pub traffic_splits: Vec<TrafficSplit>,
-    /// ServiceProfiles.
-    pub service_profiles: Vec<ServiceProfile>,
-    /// PeerAuthentications.
-    pub peer_authentications: Vec<PeerAuthentication>,
-    /// AuthorizationPolicies.
-    pub authorization_policies: Vec<AuthorizationPolicy>,
-    /// RequestAuthentications.
-    pub request_authentications: Vec<RequestAuthentication>,
-    /// RateLimitPolicies.
-    pub rate_limit_policies: Vec<RateLimitPolicy>,
-    /// Telemetries.
-    pub telemetries: Vec<Telemetry>,
+macro_rules! define_kinds {
+    ($($kind:ident => $field:ident: $ty:ty),+ $(,)?) => {
+        /// The kinds the compiler gives a verdict on.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Kind {
+            $(
+                #[doc = stringify!($kind)]
+                $kind,
+            )+
+        }
+
+        impl Kind {
+            /// Every kind, in the table's order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$kind),+];
+
+            /// The kind's name, as in `kind:`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$kind => stringify!($kind),)+
+                }
+            }
+        }
+
+        /// Everything the compiler reads.
+        #[derive(Clone, Debug, Default)]
+        pub struct Input {
+            /// The Mesh's spec (defaults when there is no Mesh).
+            pub mesh: MeshSpec,
+            /// The mesh's root namespace: policies there apply to every namespace.
+            pub root_namespace: String,
+            /// The cluster's DNS domain.
+            pub cluster_domain: String,
+            /// Every namespace of the cluster, to resolve `name.namespace` hosts.
+            pub namespaces: BTreeSet<String>,
+            /// Namespaces whose proxies get a configuration, with their number of
+            /// injected pods.
+            pub injected: BTreeMap<String, usize>,
+            /// Kubernetes Services.
+            pub services: Vec<ServiceInput>,
+            /// Ready endpoints of the Services.
+            pub endpoints: Vec<EndpointInput>,
+            $(
+                #[doc = concat!("Every ", stringify!($kind), ".")]
+                pub $field: Vec<$ty>,
+            )+
+        }
+
+        impl Input {
+            /// Adds a mesh resource given as JSON; `Ok(false)` when its kind
+            /// is not one of the mesh's.
+            pub fn add_resource(&mut self, object: serde_json::Value) -> Result<bool, String> {
+                let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+                match kind.as_str() {
+                    $(
+                        stringify!($kind) => {
+                            let typed: $ty = serde_json::from_value(object)
+                                .map_err(|e| format!("{kind}: {e}"))?;
+                            self.$field.push(typed);
+                            Ok(true)
+                        }
+                    )+
+                    _ => Ok(false),
+                }
+            }
+
+            /// How many resources of each kind there are.
+            pub fn counts(&self) -> Vec<(Kind, usize)> {
+                vec![$((Kind::$kind, self.$field.len())),+]
+            }
+        }
+    };
 }
+
+crate::for_each_kind!(define_kinds);
 
 /// A Kubernetes Service, as the compiler needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -121,52 +149,6 @@ pub struct EndpointInput {
     pub ports: BTreeMap<u16, u16>,
 }
 
-/// The kinds the compiler gives a verdict on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    /// VirtualService.
-    VirtualService,
-    /// DestinationRule.
-    DestinationRule,
-    /// Gateway.
-    Gateway,
-    /// ServiceEntry.
-    ServiceEntry,
-    /// TrafficSplit.
-    TrafficSplit,
-    /// ServiceProfile.
-    ServiceProfile,
-    /// PeerAuthentication.
-    PeerAuthentication,
-    /// AuthorizationPolicy.
-    AuthorizationPolicy,
-    /// RequestAuthentication.
-    RequestAuthentication,
-    /// RateLimitPolicy.
-    RateLimitPolicy,
-    /// Telemetry.
-    Telemetry,
-}
-
-impl Kind {
-    /// The kind's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::VirtualService => "VirtualService",
-            Self::DestinationRule => "DestinationRule",
-            Self::Gateway => "Gateway",
-            Self::ServiceEntry => "ServiceEntry",
-            Self::TrafficSplit => "TrafficSplit",
-            Self::ServiceProfile => "ServiceProfile",
-            Self::PeerAuthentication => "PeerAuthentication",
-            Self::AuthorizationPolicy => "AuthorizationPolicy",
-            Self::RequestAuthentication => "RequestAuthentication",
-            Self::RateLimitPolicy => "RateLimitPolicy",
-            Self::Telemetry => "Telemetry",
-        }
-    }
-}
-
 /// Identifies a resource.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -196,6 +178,8 @@ impl Key {
 /// What the compiler concluded about one resource.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
+    /// Its kind.
+    pub kind: Kind,
     /// The generation judged.
     pub generation: Option<i64>,
     /// Accepted, or why not.
@@ -204,11 +188,17 @@ pub struct Verdict {
     pub programmed: BTreeSet<String>,
 }
 
-/// An accepted resource.
+/// An accepted resource, and what of it is in force.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Accepted {
-    /// Fields Plexus does not implement yet (ignored by proxies).
-    pub unimplemented: Vec<String>,
+    /// What it sets that the proxy does not enforce (the capability list's
+    /// report: `spec.a[0].b`, or `spec.a=VALUE`).
+    pub unenforced: Vec<String>,
+    /// Whether anything it sets is enforced.
+    pub enforced_any: bool,
+    /// What the proxies do instead of what is not enforced, when that is
+    /// worth saying (an authorization policy fails closed).
+    pub meanwhile: Option<String>,
     /// Remarks worth showing (shadowed or unresolved parts).
     pub notes: Vec<String>,
 }
@@ -242,7 +232,7 @@ pub fn compile(input: &Input) -> Output {
             },
             services: outbound.services_for(namespace, &mut state),
             inbound: inbound.for_namespace(namespace, &mut state),
-            gateways: outbound.gateways_for(namespace, &mut state),
+            gateways: outbound.gateways_for(namespace),
         };
         configs.insert(namespace.clone(), config);
     }
@@ -270,6 +260,7 @@ impl State<'_> {
         self.verdicts.insert(
             key.clone(),
             Verdict {
+                kind: key.kind,
                 generation,
                 acceptance,
                 programmed: BTreeSet::new(),
@@ -296,7 +287,6 @@ impl State<'_> {
     /// are relative to the namespace, `name.namespace` and `name.namespace.svc`
     /// are completed.
     fn qualify(&self, host: &str, namespace: &str) -> String {
-        let domain = &self.input.cluster_domain;
         if host.contains('*') {
             return host.to_owned();
         }
@@ -305,7 +295,6 @@ impl State<'_> {
             [name] => self.service_host(namespace, name),
             [name, ns] if self.input.namespaces.contains(*ns) => self.service_host(ns, name),
             [name, ns, "svc"] => self.service_host(ns, name),
-            _ if host.ends_with(&format!(".svc.{domain}")) || host.contains('.') => host.to_owned(),
             _ => host.to_owned(),
         }
     }
@@ -329,86 +318,4 @@ fn by_age<K: ResourceExt>(objects: &[K]) -> Vec<&K> {
 /// Whether a workload selector's labels are a subset of a pod's.
 fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
     plexus_config::selects(selector, labels)
-}
-
-#[cfg(test)]
-mod tests;
-
-/// A condition's status, reason and message.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ConditionParts {
-    /// True or false.
-    pub status: bool,
-    /// CamelCase reason.
-    pub reason: String,
-    /// For humans; names fields.
-    pub message: String,
-}
-
-impl Verdict {
-    /// The `Accepted` condition.
-    pub fn accepted(&self) -> ConditionParts {
-        match &self.acceptance {
-            Err(rejection) => ConditionParts {
-                status: false,
-                reason: rejection.reason.into(),
-                message: rejection.message.clone(),
-            },
-            Ok(accepted) => {
-                let mut message = if accepted.unimplemented.is_empty() {
-                    "Valid; every field is implemented.".to_owned()
-                } else {
-                    format!(
-                        "Valid; not implemented yet, so ignored by proxies: {}.",
-                        accepted.unimplemented.join(", ")
-                    )
-                };
-                for note in &accepted.notes {
-                    message.push_str(&format!(" Note: {note}."));
-                }
-                ConditionParts {
-                    status: true,
-                    reason: if accepted.unimplemented.is_empty() {
-                        "Accepted".into()
-                    } else {
-                        "UnimplementedFields".into()
-                    },
-                    message,
-                }
-            }
-        }
-    }
-
-    /// The `Programmed` condition, given the proxies per namespace.
-    pub fn programmed(&self, proxies: &BTreeMap<String, usize>) -> ConditionParts {
-        if self.acceptance.is_err() {
-            return ConditionParts {
-                status: false,
-                reason: "NotAccepted".into(),
-                message: "Not part of any proxy configuration: see Accepted.".into(),
-            };
-        }
-        if self.programmed.is_empty() {
-            return ConditionParts {
-                status: false,
-                reason: "NoProxies".into(),
-                message: "No proxy configuration includes it: no namespace it applies to has injection enabled, or a resource in force takes precedence.".into(),
-            };
-        }
-        let count: usize = self
-            .programmed
-            .iter()
-            .filter_map(|ns| proxies.get(ns))
-            .sum();
-        let namespaces: Vec<&str> = self.programmed.iter().map(String::as_str).collect();
-        ConditionParts {
-            status: true,
-            reason: "Programmed".into(),
-            message: format!(
-                "In the configuration of {} ConfigMap(s) ({}), read by {count} proxies.",
-                namespaces.len(),
-                namespaces.join(", ")
-            ),
-        }
-    }
 }

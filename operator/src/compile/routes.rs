@@ -1,70 +1,11 @@
-//! HTTP matches and routes, shared by sidecar routes, Gateway routes and rate
-//! limits.
+//! HTTP matches and routes, shared by VirtualServices (sidecar and Gateway
+//! routes) and rate limits.
 
 use plexus_config as cfg;
 use plexus_crds::common::{HeaderOperations, StringMatch};
 use plexus_crds::virtual_service::{Destination, Headers, HttpMatchRequest, HttpRoute};
 
 use super::check::Check;
-
-/// Fields of an HTTP route Plexus implements (patterns of `fields`).
-pub const HTTP_ROUTE_FIELDS: &[&str] = &[
-    "name",
-    "match[].name",
-    "match[].uri.*",
-    "match[].scheme.*",
-    "match[].method.*",
-    "match[].authority.*",
-    "match[].headers.*.*",
-    "match[].withoutHeaders.*.*",
-    "match[].queryParams.*.*",
-    "match[].port",
-    "match[].sourceLabels.*",
-    "match[].sourceNamespace",
-    "match[].ignoreUriCase",
-    "route[].destination.**",
-    "route[].weight",
-    "route[].headers.**",
-    "redirect.uri",
-    "redirect.authority",
-    "redirect.port",
-    "redirect.scheme",
-    "redirect.redirectCode",
-    "directResponse.status",
-    "directResponse.body.string",
-    "rewrite.**",
-    "timeout",
-    "retries.attempts",
-    "retries.perTryTimeout",
-    "retries.retryOn",
-    "retries.backoff",
-    "fault.delay.fixedDelay",
-    "fault.delay.percentage.value",
-    "fault.delay.percent",
-    "fault.abort.httpStatus",
-    "fault.abort.percentage.value",
-    "mirror.**",
-    "mirrorPercentage.value",
-    "mirrorPercent",
-    "mirrors[].**",
-    "headers.**",
-];
-
-/// Retry conditions the proxy implements.
-pub const RETRY_ON: &[&str] = &[
-    "5xx",
-    "gateway-error",
-    "reset",
-    "connect-failure",
-    "refused-stream",
-    "retriable-4xx",
-    "retriable-status-codes",
-    "unavailable",
-    "cancelled",
-    "deadline-exceeded",
-    "resource-exhausted",
-    "internal",
-];
 
 /// Converts a string match; an empty one means presence where allowed.
 pub fn string_match(
@@ -178,6 +119,10 @@ pub fn backends(
     destinations: &[(&Destination, Option<i32>, cfg::HeaderRules)],
     resolver: &dyn Destinations,
 ) -> Vec<cfg::Backend> {
+    // A redirect or direct response has no destinations, and no weights.
+    if destinations.is_empty() {
+        return Vec::new();
+    }
     let single = destinations.len() == 1;
     let mut total: i64 = 0;
     let mut backends = Vec::new();
@@ -306,25 +251,15 @@ pub fn http_route(
                 format!("{attempts} is negative"),
             );
         }
-        let retry_on: Vec<String> = r
+        let retry_on: Vec<cfg::RetryOn> = r
             .retry_on
             .as_deref()
             .unwrap_or("5xx,gateway-error,connect-failure,refused-stream")
             .split(',')
-            .map(|c| c.trim().to_owned())
+            .map(str::trim)
             .filter(|c| !c.is_empty())
+            .filter_map(|c| check.parse(format!("{path}.retries.retryOn"), c))
             .collect();
-        for condition in &retry_on {
-            if !RETRY_ON.contains(&condition.as_str()) && condition.parse::<u16>().is_err() {
-                check.invalid(
-                    format!("{path}.retries.retryOn"),
-                    format!(
-                        "unknown condition {condition:?}; expected status codes or {}",
-                        RETRY_ON.join(", ")
-                    ),
-                );
-            }
-        }
         cfg::Retry {
             attempts: u32::try_from(attempts).unwrap_or(0),
             per_try_timeout_ms: r
