@@ -37,12 +37,9 @@ pub const SPIFFE_ID_ANNOTATION: &str = "plexus.dev/spiffe-id";
 /// triggers one (for drills), e.g. the current time.
 pub const ROTATE_ROOT_ANNOTATION: &str = "plexus.dev/rotate-root";
 
-/// Secret key: certificate (leaf first, then its chain), PEM.
-pub const TLS_CERT_KEY: &str = "tls.crt";
-/// Secret key: private key, PEM.
-pub const TLS_KEY_KEY: &str = "tls.key";
-/// Secret key: the trust bundle (every root currently trusted), PEM.
-pub const CA_CERT_KEY: &str = "ca.crt";
+/// Secret keys of identity Secrets (defined with the proxy's contract,
+/// which reads them).
+pub use plexus_config::sidecar::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 
 /// Name of the identity Secret of ServiceAccount `service_account`.
 pub fn identity_secret_name(service_account: &str) -> String {

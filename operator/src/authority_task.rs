@@ -292,7 +292,7 @@ fn progress(
         if ca::verify_chain(cert, &authority.signing.cert_pem, now).is_ok() {
             progress.signed_by_signing_root += 1;
         }
-        if let Ok(info) = ca::inspect("tls.crt", cert) {
+        if let Ok(info) = ca::inspect(TLS_CERT_KEY, cert) {
             let renewal = timing::renewal_time(
                 info.not_before,
                 info.not_after,

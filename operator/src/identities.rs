@@ -219,7 +219,7 @@ async fn reconcile(account: Arc<ServiceAccount>, ctx: Arc<Context>) -> Result<Ac
             )
         }
     };
-    if let Some(info) = cert_pem.and_then(|pem| crate::ca::inspect("tls.crt", &pem).ok()) {
+    if let Some(info) = cert_pem.and_then(|pem| crate::ca::inspect(TLS_CERT_KEY, &pem).ok()) {
         ctx.metrics
             .expires("identity", &format!("{namespace}/{name}"), info.not_after);
     }
@@ -379,3 +379,6 @@ async fn remove_identity(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

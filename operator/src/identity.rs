@@ -118,7 +118,7 @@ pub fn plan(
     let Some(key) = data.get(TLS_KEY_KEY) else {
         return corrupt("tls.key is missing".into());
     };
-    let info = match ca::inspect("tls.crt", cert) {
+    let info = match ca::inspect(TLS_CERT_KEY, cert) {
         Ok(info) => info,
         Err(error) => return corrupt(error.to_string()),
     };

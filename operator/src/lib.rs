@@ -19,3 +19,6 @@ pub mod server;
 pub mod settings;
 pub mod snapshot;
 pub mod timing;
+
+#[cfg(test)]
+mod fixtures;

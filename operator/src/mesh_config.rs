@@ -56,37 +56,84 @@ trait HasStatus:
     fn resource_status(&self) -> Option<&ResourceStatus>;
 }
 
-macro_rules! has_status {
-    ($($kind:ident => $ty:ty),+ $(,)?) => {$(
-        impl HasStatus for $ty {
-            const KIND: Kind = Kind::$kind;
-            fn resource_status(&self) -> Option<&ResourceStatus> {
-                self.status.as_ref()
+/// The per-kind parts of the controller, from the one table of kinds
+/// (`crate::kinds`): a store each, their watches, their first lists, their
+/// objects in the compiler's input, and their status writers.
+macro_rules! kind_stores {
+    ($($kind:ident => $field:ident: $ty:ty),+ $(,)?) => {
+        $(
+            impl HasStatus for $ty {
+                const KIND: Kind = Kind::$kind;
+                fn resource_status(&self) -> Option<&ResourceStatus> {
+                    self.status.as_ref()
+                }
+            }
+        )+
+
+        /// A store per mesh kind.
+        struct KindStores {
+            $($field: Store<$ty>,)+
+        }
+
+        impl KindStores {
+            /// Watches every mesh kind; a change of a spec's generation
+            /// starts a pass.
+            fn start(client: &Client, dirty: &Arc<Notify>) -> Self {
+                Self {
+                    $($field: watch(
+                        Api::all(client.clone()),
+                        watcher::Config::default(),
+                        dirty,
+                        no_fields,
+                        generation,
+                    ),)+
+                }
+            }
+
+            async fn wait_ready(&self) {
+                $(wait_ready(&self.$field).await;)+
+            }
+
+            /// Copies every object into the compiler's input.
+            fn fill(&self, input: &mut Input) {
+                $(input.$field = objects(&self.$field);)+
+            }
+
+            /// Writes the statuses that changed: how many, and whether all
+            /// writes succeeded, per kind.
+            async fn statuses(
+                &self,
+                ctx: &Context,
+                verdicts: &BTreeMap<Key, Verdict>,
+                proxies: &BTreeMap<String, usize>,
+            ) -> Vec<(usize, bool)> {
+                vec![$(statuses_of(ctx, &self.$field, verdicts, proxies).await,)+]
             }
         }
-    )+};
+    };
 }
 
-use plexus_crds::{
-    authorization_policy::AuthorizationPolicy, destination_rule::DestinationRule, gateway::Gateway,
-    peer_authentication::PeerAuthentication, rate_limit_policy::RateLimitPolicy,
-    request_authentication::RequestAuthentication, service_entry::ServiceEntry,
-    service_profile::ServiceProfile, telemetry::Telemetry, traffic_split::TrafficSplit,
-    virtual_service::VirtualService,
-};
+crate::for_each_kind!(kind_stores);
 
-has_status! {
-    VirtualService => VirtualService,
-    DestinationRule => DestinationRule,
-    Gateway => Gateway,
-    ServiceEntry => ServiceEntry,
-    TrafficSplit => TrafficSplit,
-    ServiceProfile => ServiceProfile,
-    PeerAuthentication => PeerAuthentication,
-    AuthorizationPolicy => AuthorizationPolicy,
-    RequestAuthentication => RequestAuthentication,
-    RateLimitPolicy => RateLimitPolicy,
-    Telemetry => Telemetry,
+/// Stores holding the mesh's objects among `objects` (JSON), for tests.
+#[cfg(test)]
+macro_rules! kind_stores_holding {
+    ($($kind:ident => $field:ident: $ty:ty),+ $(,)?) => {
+        impl KindStores {
+            fn holding(objects: &[serde_json::Value]) -> Self {
+                Self {
+                    $($field: crate::fixtures::store(tests::of_kind::<$ty>(objects, stringify!($kind))),)+
+                }
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+crate::for_each_kind!(kind_stores_holding);
+
+fn objects<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
+    store.state().iter().map(|o| (**o).clone()).collect()
 }
 
 /// Where endpoints come from.
@@ -97,17 +144,7 @@ enum Endpoints {
 
 /// The watched objects.
 struct Stores {
-    virtual_services: Store<VirtualService>,
-    destination_rules: Store<DestinationRule>,
-    gateways: Store<Gateway>,
-    service_entries: Store<ServiceEntry>,
-    traffic_splits: Store<TrafficSplit>,
-    service_profiles: Store<ServiceProfile>,
-    peer_authentications: Store<PeerAuthentication>,
-    authorization_policies: Store<AuthorizationPolicy>,
-    request_authentications: Store<RequestAuthentication>,
-    rate_limit_policies: Store<RateLimitPolicy>,
-    telemetries: Store<Telemetry>,
+    kinds: KindStores,
     meshes: Store<Mesh>,
     services: Store<Service>,
     pods: Store<Pod>,
@@ -268,83 +305,7 @@ impl Stores {
             Endpoints::Pods
         };
         let stores = Self {
-            virtual_services: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            destination_rules: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            gateways: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            service_entries: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            traffic_splits: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            service_profiles: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            peer_authentications: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            authorization_policies: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            request_authentications: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            rate_limit_policies: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
-            telemetries: watch(
-                Api::all(client.clone()),
-                all(),
-                dirty,
-                no_fields,
-                generation,
-            ),
+            kinds: KindStores::start(client, dirty),
             meshes: watch(
                 Api::all(client.clone()),
                 all(),
@@ -371,17 +332,7 @@ impl Stores {
             namespaces: watch(Api::all(client.clone()), all(), dirty, no_fields, version),
             endpoints,
         };
-        wait_ready(&stores.virtual_services).await;
-        wait_ready(&stores.destination_rules).await;
-        wait_ready(&stores.gateways).await;
-        wait_ready(&stores.service_entries).await;
-        wait_ready(&stores.traffic_splits).await;
-        wait_ready(&stores.service_profiles).await;
-        wait_ready(&stores.peer_authentications).await;
-        wait_ready(&stores.authorization_policies).await;
-        wait_ready(&stores.request_authentications).await;
-        wait_ready(&stores.rate_limit_policies).await;
-        wait_ready(&stores.telemetries).await;
+        stores.kinds.wait_ready().await;
         wait_ready(&stores.meshes).await;
         wait_ready(&stores.services).await;
         wait_ready(&stores.pods).await;
@@ -395,9 +346,6 @@ impl Stores {
 
     /// The compiler's input, converted once from the stores.
     fn input(&self, ctx: &Context, cluster_domain: &str) -> Input {
-        fn objects<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
-            store.state().iter().map(|o| (**o).clone()).collect()
-        }
         let namespaces = objects(&self.namespaces);
         let pods: Vec<PodView> = self
             .pods
@@ -428,7 +376,7 @@ impl Stores {
             .find(|m| m.name_any() == "default")
             .map(|m| m.spec.clone())
             .unwrap_or_default();
-        Input {
+        let mut input = Input {
             mesh,
             root_namespace: ctx.config.mesh_namespace.clone(),
             cluster_domain: cluster_domain.to_owned(),
@@ -436,18 +384,10 @@ impl Stores {
             injected: snapshot::injected_namespaces(&namespaces, &pods, &ctx.config.mesh_namespace),
             services,
             endpoints,
-            virtual_services: objects(&self.virtual_services),
-            destination_rules: objects(&self.destination_rules),
-            gateways: objects(&self.gateways),
-            service_entries: objects(&self.service_entries),
-            traffic_splits: objects(&self.traffic_splits),
-            service_profiles: objects(&self.service_profiles),
-            peer_authentications: objects(&self.peer_authentications),
-            authorization_policies: objects(&self.authorization_policies),
-            request_authentications: objects(&self.request_authentications),
-            rate_limit_policies: objects(&self.rate_limit_policies),
-            telemetries: objects(&self.telemetries),
-        }
+            ..Default::default()
+        };
+        self.kinds.fill(&mut input);
+        input
     }
 }
 
@@ -492,23 +432,17 @@ async fn pass(ctx: &Context, stores: &Stores, cluster_domain: &str) -> bool {
     let started = Instant::now();
     let input = stores.input(ctx, cluster_domain);
     let input_ms = started.elapsed().as_millis();
-    for (kind, count) in [
-        ("VirtualService", input.virtual_services.len()),
-        ("DestinationRule", input.destination_rules.len()),
-        ("Gateway", input.gateways.len()),
-        ("ServiceEntry", input.service_entries.len()),
-        ("TrafficSplit", input.traffic_splits.len()),
-        ("ServiceProfile", input.service_profiles.len()),
-        ("PeerAuthentication", input.peer_authentications.len()),
-        ("AuthorizationPolicy", input.authorization_policies.len()),
-        ("RequestAuthentication", input.request_authentications.len()),
-        ("RateLimitPolicy", input.rate_limit_policies.len()),
-        ("Telemetry", input.telemetries.len()),
+    let kinds = input
+        .counts()
+        .into_iter()
+        .map(|(kind, n)| (kind.as_str(), n));
+    let others = [
         ("Service", input.services.len()),
         ("Endpoint", input.endpoints.len()),
         ("Pod", stores.pods.state().len()),
         ("Namespace", input.namespaces.len()),
-    ] {
+    ];
+    for (kind, count) in kinds.chain(others) {
         metrics
             .objects
             .get_or_create(&crate::metrics::KindLabels { kind: kind.into() })
@@ -696,43 +630,46 @@ async fn statuses(
             *rejected.entry(key.kind).or_default() += 1;
         }
     }
-    for kind in [
-        Kind::VirtualService,
-        Kind::DestinationRule,
-        Kind::Gateway,
-        Kind::ServiceEntry,
-        Kind::TrafficSplit,
-        Kind::ServiceProfile,
-        Kind::PeerAuthentication,
-        Kind::AuthorizationPolicy,
-        Kind::RequestAuthentication,
-        Kind::RateLimitPolicy,
-        Kind::Telemetry,
-    ] {
+    for kind in Kind::ALL {
         ctx.metrics
             .config
             .rejected
             .get_or_create(&crate::metrics::KindLabels {
                 kind: kind.as_str().into(),
             })
-            .set(rejected.get(&kind).copied().unwrap_or(0));
+            .set(rejected.get(kind).copied().unwrap_or(0));
     }
-    let mut results = Vec::new();
-    results.push(statuses_of(ctx, &stores.virtual_services, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.destination_rules, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.gateways, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.service_entries, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.traffic_splits, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.service_profiles, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.peer_authentications, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.authorization_policies, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.request_authentications, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.rate_limit_policies, verdicts, proxies).await);
-    results.push(statuses_of(ctx, &stores.telemetries, verdicts, proxies).await);
+    let results = stores.kinds.statuses(ctx, verdicts, proxies).await;
     (
         results.iter().map(|r| r.0).sum(),
         results.iter().all(|r| r.1),
     )
+}
+
+/// The Warning Event a status change deserves: a resource newly rejected,
+/// or a security resource newly not enforced (each message once).
+fn warning(
+    verdict: &Verdict,
+    previous: &[Condition],
+    wanted: &[Condition],
+) -> Option<(&'static str, String)> {
+    let said = |type_: &str| {
+        previous
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.as_str(), c.message.as_str()))
+    };
+    match &verdict.acceptance {
+        Err(rejection) if said(CONDITION_ACCEPTED) != Some(("False", &rejection.message)) => {
+            Some((rejection.reason, rejection.message.clone()))
+        }
+        Ok(_) if verdict.not_enforced_security() => {
+            let programmed = wanted.iter().find(|c| c.type_ == CONDITION_PROGRAMMED)?;
+            (said(CONDITION_PROGRAMMED) != Some(("False", &programmed.message)))
+                .then(|| (compile::NOT_ENFORCED, programmed.message.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// Whether a condition already says this (lastTransitionTime aside).
@@ -789,16 +726,7 @@ async fn statuses_of<K: HasStatus>(
         if unchanged {
             continue;
         }
-        let was_rejected = previous
-            .iter()
-            .find(|c| c.type_ == CONDITION_ACCEPTED)
-            .map(|c| (c.status.clone(), c.message.clone()));
-        let event = match &verdict.acceptance {
-            Err(rejection) if was_rejected != Some(("False".into(), rejection.message.clone())) => {
-                Some((rejection.reason, rejection.message.clone()))
-            }
-            _ => None,
-        };
+        let event = warning(verdict, previous, &wanted);
         changes.push((object, key, wanted, generation, event));
     }
     let count = changes.len();
@@ -822,7 +750,7 @@ async fn statuses_of<K: HasStatus>(
             };
             ctx.metrics.config.wrote("status", ok);
             if let Some((reason, message)) = event {
-                tracing::warn!(resource = %key.origin(), reason, %message, "resource not accepted");
+                tracing::warn!(resource = %key.origin(), reason, %message, "resource not accepted or not enforced");
                 context::publish(
                     &ctx.recorder,
                     &context::reference(&*object),
@@ -840,3 +768,6 @@ async fn statuses_of<K: HasStatus>(
         .await;
     (count, results.iter().all(|r| *r))
 }
+
+#[cfg(test)]
+mod tests;

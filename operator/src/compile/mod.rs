@@ -23,7 +23,7 @@ use plexus_config::ProxyConfig;
 use plexus_crds::mesh::MeshSpec;
 
 pub use check::Rejection;
-pub use verdict::ConditionParts;
+pub use verdict::{ConditionParts, NOT_ENFORCED};
 
 macro_rules! define_kinds {
     ($($kind:ident => $field:ident: $ty:ty),+ $(,)?) => {
