@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 pub use plexus_config::sidecar::{ALPN_H2, ALPN_TCP};
+use plexus_config::sidecar::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -39,9 +40,9 @@ pub fn parse_identity(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Identity, St
         Ok(certs)
     };
     Ok(Identity {
-        chain: certs(cert, "tls.crt")?,
-        key: PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?,
-        roots: certs(ca, "ca.crt")?,
+        chain: certs(cert, TLS_CERT_KEY)?,
+        key: PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("{TLS_KEY_KEY}: {e}"))?,
+        roots: certs(ca, CA_CERT_KEY)?,
     })
 }
 

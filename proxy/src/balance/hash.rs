@@ -13,7 +13,7 @@ use http::HeaderValue;
 use http::header::COOKIE;
 use plexus_config::HashKey;
 
-use super::Endpoint;
+use super::endpoint::Endpoint;
 use crate::routing::matches::query_values;
 
 fn hash(value: impl Hash) -> u64 {

@@ -7,60 +7,16 @@
 //! A request holds an [`InFlight`] guard while it is in flight: however it
 //! ends (answered, timed out, dropped by its client), the count comes down.
 
+pub mod endpoint;
 pub mod hash;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::routing::{Balance, EndpointSpec, Table};
 
-/// An endpoint and its requests in flight.
-#[derive(Debug)]
-pub struct Endpoint {
-    pub spec: EndpointSpec,
-    in_flight: AtomicUsize,
-}
-
-impl Endpoint {
-    fn new(spec: EndpointSpec) -> Self {
-        Self {
-            spec,
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.spec.addr
-    }
-
-    /// The SPIFFE ID it must prove, when a sidecar runs there.
-    pub fn identity(&self) -> Option<&str> {
-        self.spec.identity.as_deref()
-    }
-
-    /// Requests (or connections) in flight to it now.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Counts one more in flight until the guard is dropped.
-    pub fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
-    }
-}
-
-/// One request or connection in flight to an endpoint.
-#[derive(Debug)]
-pub struct InFlight(Arc<Endpoint>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+pub use endpoint::{Endpoint, InFlight};
 
 /// The endpoints of a destination on one port (possibly one subset).
 #[derive(Debug)]

@@ -1,0 +1,54 @@
+//! An endpoint's live state: its requests (or connections) in flight,
+//! counted by a guard that is dropped however the request ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::routing::EndpointSpec;
+
+/// An endpoint and its requests in flight.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub spec: EndpointSpec,
+    in_flight: AtomicUsize,
+}
+
+impl Endpoint {
+    pub fn new(spec: EndpointSpec) -> Self {
+        Self {
+            spec,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.spec.addr
+    }
+
+    /// The SPIFFE ID it must prove, when a sidecar runs there.
+    pub fn identity(&self) -> Option<&str> {
+        self.spec.identity.as_deref()
+    }
+
+    /// Requests (or connections) in flight to it now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more in flight until the guard is dropped.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// One request or connection in flight to an endpoint.
+#[derive(Debug)]
+pub struct InFlight(Arc<Endpoint>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
