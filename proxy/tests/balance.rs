@@ -58,6 +58,10 @@ spec:
       - {port: {number: 80}, loadBalancer: {simple: ROUND_ROBIN}}
   subsets:
     - {name: pair, labels: {pair: "yes"}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+    - name: pair-port
+      labels: {pair: "yes"}
+      trafficPolicy:
+        portLevelSettings: [{port: {number: 80}, loadBalancer: {simple: ROUND_ROBIN}}]
 ---
 apiVersion: plexus.dev/v1alpha1
 kind: VirtualService
@@ -65,6 +69,8 @@ metadata: {name: web}
 spec:
   hosts: [web]
   http:
+    - match: [{uri: {prefix: /pair-port}}]
+      route: [{destination: {host: web, subset: pair-port}}]
     - match: [{uri: {prefix: /pair}}]
       route: [{destination: {host: web, subset: pair}}]
 "#;
@@ -82,8 +88,12 @@ spec:
         answers(proxy, "/", &[], 6).await,
         ["a", "b", "c", "a", "b", "c"]
     );
-    // The subset's.
+    // The subset's, and a port's of the subset.
     assert_eq!(answers(proxy, "/pair", &[], 4).await, ["a", "b", "a", "b"]);
+    assert_eq!(
+        answers(proxy, "/pair-port", &[], 4).await,
+        ["a", "b", "a", "b"]
+    );
 }
 
 /// How many of `n` calls (8 at a time) each app answered, with app `b`
@@ -169,7 +179,7 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
             "apiVersion: plexus.dev/v1alpha1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec: {{host: {name}, trafficPolicy: {{loadBalancer: {{consistentHash: {hash}}}}}}}\n---\n"
         )
     };
-    let resources = [
+    let mut resources = [
         rule("by-header", "{httpHeaderName: x-user}"),
         rule(
             "by-cookie",
@@ -179,13 +189,43 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
         rule("by-query", "{httpQueryParameterName: shard}"),
     ]
     .concat();
+    // The same key at a port's level, and at a subset's.
+    resources.push_str(
+        r#"apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: by-level}
+spec:
+  host: by-level
+  trafficPolicy:
+    portLevelSettings: [{port: {number: 80}, loadBalancer: {consistentHash: {httpHeaderName: x-user}}}]
+  subsets:
+    - name: all
+      labels: {app: web}
+      trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: by-level}
+spec:
+  hosts: [by-level]
+  http:
+    - match: [{uri: {prefix: /subset}}]
+      route: [{destination: {host: by-level, subset: all}}]
+"#,
+    );
     let workloads = [
         workload("a", "127.0.0.21", &[("app", "web")]),
         workload("b", "127.0.0.22", &[("app", "web")]),
         workload("c", "127.0.0.23", &[("app", "web")]),
         workload("d", "127.0.0.24", &[("app", "web")]),
     ];
-    let names = ["by-header", "by-cookie", "by-source", "by-query"];
+    let names = [
+        "by-header",
+        "by-cookie",
+        "by-source",
+        "by-query",
+        "by-level",
+    ];
     let services = names
         .iter()
         .enumerate()
@@ -207,6 +247,7 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
     let (cookie, _) = world.client(NS, CLIENT, &proxy(1)).await;
     let (source, _) = world.client(NS, CLIENT, &proxy(2)).await;
     let (query, _) = world.client(NS, CLIENT, &proxy(3)).await;
+    let (by_level, _) = world.client(NS, CLIENT, &proxy(4)).await;
 
     // 1,000 calls with one key reach one endpoint; twenty keys spread.
     let endpoints = |seen: Vec<String>| seen.into_iter().collect::<BTreeSet<_>>();
@@ -226,6 +267,17 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
         keys.extend(answers(query, &format!("/?shard={i}"), &[], 1).await);
     }
     assert!(keys.len() >= 2, "{keys:?}");
+
+    for path in ["/", "/subset"] {
+        let one = endpoints(answers(by_level, path, &[("x-user", "bob")], 200).await);
+        assert_eq!(one.len(), 1, "{path}: x-user: bob went to {one:?}");
+        let mut keys = BTreeSet::new();
+        for i in 0..20 {
+            let user = format!("user-{i}");
+            keys.extend(answers(by_level, path, &[("x-user", &user)], 1).await);
+        }
+        assert!(keys.len() >= 2, "{path}: {keys:?}");
+    }
 
     // Every call comes from 127.0.0.1.
     let one = endpoints(answers(source, "/", &[], 1000).await);

@@ -14,11 +14,17 @@ const CLIENT: &[(&str, &str)] = &[("app", "client")];
 /// Plaintext HTTP straight to a server proxy (no client proxy, no mTLS):
 /// the answer's first line, or "" when the connection was refused.
 async fn plaintext(server: std::net::SocketAddr) -> String {
-    let answer = exchange(
-        server,
-        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-    )
-    .await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Not half-closed: the app answers, then closes (`connection: close`).
+    let mut stream = tokio::net::TcpStream::connect(server)
+        .await
+        .expect("connect");
+    let _ = stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
     String::from_utf8_lossy(&answer)
         .lines()
         .next()
@@ -218,4 +224,26 @@ spec:
             .status,
         200
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_sets_the_default_mode_and_the_trust_domain() {
+    let mesh = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec: {trustDomain: mesh.example, mtls: {mode: STRICT}}
+"#;
+    let workloads = [workload("web", "127.0.0.41", &[("app", "web")])];
+    let services = vec![service("web", WEB_IP, &[("app", "web")])];
+    let mut world = World::start("mesh-defaults", &workloads, services, |_| mesh.into()).await;
+    assert_eq!(world.trust_domain, "mesh.example");
+    // No PeerAuthentication: the Mesh's STRICT refuses plaintext.
+    assert_eq!(plaintext(world.servers["web"].addr).await, "");
+    // mTLS between identities of the Mesh's trust domain.
+    let (proxy, _) = world.client(NS, CLIENT, "127.0.10.41:80").await;
+    let answer = send(&http_client(false), proxy, "GET", "/", &host("web"), &[]).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "web"));
+    let seen = r#"plexus_proxy_tcp_mtls_total{direction="inbound",peer_identity="spiffe://mesh.example/ns/demo/sa/client"}"#;
+    assert_eq!(count(&metrics(&world.servers["web"].state), seen), 1);
 }

@@ -203,7 +203,11 @@ fn src() -> std::path::PathBuf {
 #[test]
 fn imports_only_go_down() {
     let modules = modules(&src());
-    assert!(modules.contains_key("outbound::http"), "{:?}", modules.keys());
+    assert!(
+        modules.contains_key("outbound::http"),
+        "{:?}",
+        modules.keys()
+    );
     let graph = imports(&modules);
     // What the layering rests on is seen at all.
     assert!(graph["outbound::http"].contains("outbound::retry"));
@@ -230,10 +234,7 @@ fn a_cycle_is_found() {
         cycle(&graph),
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
-    assert_eq!(
-        paths("a::{b, c::{d, e}};"),
-        ["a::b", "a::c::d", "a::c::e"]
-    );
+    assert_eq!(paths("a::{b, c::{d, e}};"), ["a::b", "a::c::d", "a::c::e"]);
 }
 
 #[test]

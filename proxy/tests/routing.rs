@@ -731,7 +731,21 @@ spec:
   ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {port}}}]
   location: MESH_EXTERNAL
   resolution: STATIC
-  endpoints: [{{address: 127.0.0.51}}]
+  endpoints: [{{address: 127.0.0.51, labels: {{track: blue}}}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {{name: api}}
+spec:
+  host: api.external.test
+  subsets: [{{name: blue, labels: {{track: blue}}}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {{name: api}}
+spec:
+  hosts: [api.external.test]
+  http: [{{route: [{{destination: {{host: api.external.test, subset: blue}}}}]}}]
 ---
 apiVersion: plexus.dev/v1alpha1
 kind: ServiceEntry
@@ -849,4 +863,20 @@ spec:
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 418"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_destinations_pass_through_under_allow_any() {
+    let (unknown, log) = support::http_app_on("127.0.0.54", "unknown").await;
+    let mesh = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec: {outboundTrafficPolicy: {mode: ALLOW_ANY}}
+"#;
+    let mut world = World::start("allow-any", &[], Vec::new(), |_| mesh.into()).await;
+    let (proxy, _) = world.client(NS, CLIENT, &unknown.to_string()).await;
+    let answer = send(&http_client(false), proxy, "GET", "/", "unknown.test", &[]).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "unknown"));
+    assert_eq!(log.served("/"), 1);
 }

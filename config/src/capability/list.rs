@@ -122,61 +122,107 @@ const SIMPLE_LB: &[&str] = &[
     "RANDOM",
 ];
 
-const DESTINATION_RULE: &[Capability] = &[
-    on("host", ANY, SPLITS),
-    on("subsets[].name", ANY, SPLITS),
-    on("subsets[].labels.*", ANY, SPLITS),
-    on(
-        "trafficPolicy.loadBalancer.simple",
-        Values::OneOf(SIMPLE_LB),
-        SPREAD,
-    ),
-    on(
-        "subsets[].trafficPolicy.loadBalancer.simple",
-        Values::OneOf(SIMPLE_LB),
-        ROUND_ROBIN,
-    ),
-    on(
-        "trafficPolicy.portLevelSettings[].port.number",
-        ANY,
-        ROUND_ROBIN,
-    ),
-    on(
-        "trafficPolicy.portLevelSettings[].loadBalancer.simple",
-        Values::OneOf(SIMPLE_LB),
-        ROUND_ROBIN,
-    ),
-    on(
-        "trafficPolicy.loadBalancer.consistentHash.httpHeaderName",
-        ANY,
-        HASH,
-    ),
-    on(
-        "trafficPolicy.loadBalancer.consistentHash.httpCookie.name",
-        ANY,
-        HASH,
-    ),
-    on(
-        "trafficPolicy.loadBalancer.consistentHash.httpCookie.path",
-        ANY,
-        HASH,
-    ),
-    on(
-        "trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl",
-        ANY,
-        HASH,
-    ),
-    on(
-        "trafficPolicy.loadBalancer.consistentHash.useSourceIp",
-        ANY,
-        HASH,
-    ),
-    on(
-        "trafficPolicy.loadBalancer.consistentHash.httpQueryParameterName",
-        ANY,
-        HASH,
-    ),
-];
+/// The load balancer's fields at `$level` (the rule's, a port's, a
+/// subset's or a subset's port's).
+macro_rules! load_balancer {
+    ($level:literal, $simple:expr) => {
+        [
+            on(
+                concat!($level, "loadBalancer.simple"),
+                Values::OneOf(SIMPLE_LB),
+                $simple,
+            ),
+            on(
+                concat!($level, "loadBalancer.consistentHash.httpHeaderName"),
+                ANY,
+                HASH,
+            ),
+            on(
+                concat!($level, "loadBalancer.consistentHash.httpCookie.name"),
+                ANY,
+                HASH,
+            ),
+            on(
+                concat!($level, "loadBalancer.consistentHash.httpCookie.path"),
+                ANY,
+                HASH,
+            ),
+            on(
+                concat!($level, "loadBalancer.consistentHash.httpCookie.ttl"),
+                ANY,
+                HASH,
+            ),
+            on(
+                concat!($level, "loadBalancer.consistentHash.useSourceIp"),
+                ANY,
+                HASH,
+            ),
+            on(
+                concat!($level, "loadBalancer.consistentHash.httpQueryParameterName"),
+                ANY,
+                HASH,
+            ),
+        ]
+    };
+}
+
+const DESTINATION_RULE: &[Capability] = &{
+    let rule: [Capability; 3] = [
+        on("host", ANY, SPLITS),
+        on("subsets[].name", ANY, SPLITS),
+        on("subsets[].labels.*", ANY, SPLITS),
+    ];
+    let ports: [Capability; 2] = [
+        on(
+            "trafficPolicy.portLevelSettings[].port.number",
+            ANY,
+            ROUND_ROBIN,
+        ),
+        on(
+            "subsets[].trafficPolicy.portLevelSettings[].port.number",
+            ANY,
+            ROUND_ROBIN,
+        ),
+    ];
+    concat(
+        rule,
+        ports,
+        [
+            load_balancer!("trafficPolicy.", SPREAD),
+            load_balancer!("trafficPolicy.portLevelSettings[].", ROUND_ROBIN),
+            load_balancer!("subsets[].trafficPolicy.", ROUND_ROBIN),
+            load_balancer!("subsets[].trafficPolicy.portLevelSettings[].", ROUND_ROBIN),
+        ],
+    )
+};
+
+/// `a`, `b`, then the load balancer lists, as one array.
+const fn concat(
+    a: [Capability; 3],
+    b: [Capability; 2],
+    lbs: [[Capability; 7]; 4],
+) -> [Capability; 33] {
+    let mut out = [a[0]; 33];
+    let mut i = 0;
+    while i < 3 {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < 5 {
+        out[i] = b[i - 3];
+        i += 1;
+    }
+    let mut level = 0;
+    while level < 4 {
+        let mut field = 0;
+        while field < 7 {
+            out[5 + level * 7 + field] = lbs[level][field];
+            field += 1;
+        }
+        level += 1;
+    }
+    out
+}
 
 const SERVICE_ENTRY_TEST: &str = "proxy/tests/routing.rs::service_entries_route_to_their_endpoints";
 
@@ -198,6 +244,8 @@ const SERVICE_ENTRY: &[Capability] = &[
     ),
     on("endpoints[].address", ANY, SERVICE_ENTRY_TEST),
     on("endpoints[].ports.*", ANY, SERVICE_ENTRY_TEST),
+    // What DestinationRule subsets select.
+    on("endpoints[].labels.*", ANY, SERVICE_ENTRY_TEST),
 ];
 
 const TRAFFIC_SPLIT_TEST: &str = "proxy/tests/routing.rs::traffic_splits_split_between_services";
@@ -238,7 +286,32 @@ const AUTHORIZATION_POLICY: &[Capability] = &[
     ),
 ];
 
-/// Every kind the operator gives a verdict on.
+/// The Mesh's fields the proxy acts on (its certificate settings and proxy
+/// defaults are the operator's and the webhook's business).
+const MESH: &[Capability] = &[
+    on(
+        "trustDomain",
+        ANY,
+        "proxy/tests/inbound.rs::the_mesh_sets_the_default_mode_and_the_trust_domain",
+    ),
+    on(
+        "mtls.mode",
+        Values::OneOf(MTLS_MODES),
+        "proxy/tests/inbound.rs::the_mesh_sets_the_default_mode_and_the_trust_domain",
+    ),
+    on(
+        "outboundTrafficPolicy.mode",
+        Values::OneOf(&["REGISTRY_ONLY"]),
+        SERVICE_ENTRY_TEST,
+    ),
+    on(
+        "outboundTrafficPolicy.mode",
+        Values::OneOf(&["ALLOW_ANY"]),
+        "proxy/tests/routing.rs::unknown_destinations_pass_through_under_allow_any",
+    ),
+];
+
+/// Every kind the operator gives a verdict on, and the Mesh.
 pub const KINDS: &[Kind] = &[
     Kind {
         kind: "VirtualService",
@@ -294,5 +367,10 @@ pub const KINDS: &[Kind] = &[
         kind: "Telemetry",
         security: false,
         enforced: &[],
+    },
+    Kind {
+        kind: "Mesh",
+        security: false,
+        enforced: MESH,
     },
 ];

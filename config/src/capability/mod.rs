@@ -136,10 +136,13 @@ fn walk<'a>(
     in_list: bool,
     report: &mut Report,
 ) {
-    if !path.is_empty()
-        && let Some((_, values)) = patterns.iter().find(|(p, _)| covers(p, path))
-    {
-        check(value, *values, path, report);
+    let covering: Vec<Values> = patterns
+        .iter()
+        .filter(|(p, _)| !path.is_empty() && covers(p, path))
+        .map(|(_, values)| *values)
+        .collect();
+    if !covering.is_empty() {
+        check(value, &covering, path, report);
         return;
     }
     let children: Vec<(Segment<'a>, &'a Value)> = match value {
@@ -173,8 +176,9 @@ fn walk<'a>(
     }
 }
 
-/// A covered field: enforced, unless its value is not one of those enforced.
-fn check(value: &Value, values: Values, path: &[Segment<'_>], report: &mut Report) {
+/// A covered field: enforced, unless its value is not one that some
+/// capability covering it enforces.
+fn check(value: &Value, covering: &[Values], path: &[Segment<'_>], report: &mut Report) {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -184,20 +188,21 @@ fn check(value: &Value, values: Values, path: &[Segment<'_>], report: &mut Repor
             return;
         }
     };
-    let items: Vec<&str> = match values {
-        Values::Items(_) => text
-            .split(',')
+    let list = covering.iter().any(|v| matches!(v, Values::Items(_)));
+    let items: Vec<&str> = if list {
+        text.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .collect(),
-        _ => vec![text.as_str()],
+            .collect()
+    } else {
+        vec![text.as_str()]
     };
     for item in items {
-        let ok = match values {
+        let ok = covering.iter().any(|values| match values {
             Values::Any => true,
             Values::OneOf(known) => known.contains(&item),
             Values::Items(ok) | Values::Only(ok) => ok(item),
-        };
+        });
         if ok {
             report.enforced_any = true;
         } else {

@@ -41,6 +41,16 @@ fn names_values_that_are_not_enforced() {
     );
     let pa = json!({"mtls": {"mode": "DISABLE"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}});
     assert_eq!(report("PeerAuthentication", pa), ["spec.mtls.mode=DISABLE"]);
+    // Two capabilities of one field, each for some of its values.
+    for mode in ["ALLOW_ANY", "REGISTRY_ONLY"] {
+        let mesh = json!({"outboundTrafficPolicy": {"mode": mode}});
+        assert!(report("Mesh", mesh).is_empty(), "{mode}");
+    }
+    let mesh = json!({"outboundTrafficPolicy": {"mode": "SOMETIMES"}});
+    assert_eq!(
+        report("Mesh", mesh),
+        ["spec.outboundTrafficPolicy.mode=SOMETIMES"]
+    );
 }
 
 #[test]

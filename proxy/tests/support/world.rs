@@ -73,6 +73,7 @@ pub struct Server {
 /// namespace, and what is needed to add clients.
 pub struct World {
     pub root: CertifiedKey,
+    pub trust_domain: String,
     pub servers: BTreeMap<&'static str, Server>,
     pub configs: BTreeMap<String, ProxyConfig>,
     /// The verdicts the operator gave, by `Kind/namespace/name`.
@@ -89,9 +90,14 @@ impl Drop for World {
     }
 }
 
-fn identity(root: &CertifiedKey, namespace: &str, account: &str) -> CertifiedKey {
+fn identity(
+    root: &CertifiedKey,
+    trust_domain: &str,
+    namespace: &str,
+    account: &str,
+) -> CertifiedKey {
     let id = SpiffeId {
-        trust_domain: "cluster.local".into(),
+        trust_domain: trust_domain.into(),
         namespace: namespace.into(),
         service_account: account.into(),
     };
@@ -159,7 +165,6 @@ impl World {
         services: Vec<Value>,
         resources: impl FnOnce(&Ports) -> String,
     ) -> World {
-        let root = generate_root("cluster.local", SystemTime::now(), DAY).expect("root");
         let mut objects: Vec<Value> = ["demo", "other"]
             .iter()
             .map(|ns| {
@@ -189,6 +194,9 @@ impl World {
         )
         .expect("the objects convert");
         let output = plexus_operator::compile::compile(&input);
+        // The Mesh's trust domain (cluster.local unless a Mesh says otherwise).
+        let trust_domain = input.mesh.trust_domain.clone();
+        let root = generate_root(&trust_domain, SystemTime::now(), DAY).expect("root");
         let verdicts = output
             .verdicts
             .iter()
@@ -199,6 +207,7 @@ impl World {
             .collect();
         let mut world = World {
             root,
+            trust_domain,
             servers: BTreeMap::new(),
             configs: output.configs,
             verdicts,
@@ -234,7 +243,7 @@ impl World {
         volumes(
             &dir,
             config,
-            &identity(&self.root, namespace, account),
+            &identity(&self.root, &self.trust_domain, namespace, account),
             &self.root,
         );
         self.dirs.push(dir.clone());
