@@ -180,6 +180,7 @@ fn kubectl_get(ns: &str) -> String {
 
 /// The status each seed gets: kind, name, Accepted's reason, and
 /// Programmed's status and reason.
+#[rustfmt::skip]
 const SEED_STATUS: &[(&str, &str, &str, &str, &str)] = &[
     ("VirtualService", "reviews", "Accepted", "True", "Programmed"),
     ("DestinationRule", "reviews", "Accepted", "True", "Programmed"),
