@@ -75,13 +75,7 @@ spec:
       route: [{destination: {host: web, subset: pair}}]
 "#;
     let mut world = three("round-robin", resources).await;
-    assert_eq!(
-        world.accepted("DestinationRule/demo/web"),
-        (
-            true,
-            "Valid; the proxy enforces every field it sets.".into()
-        )
-    );
+    world.assert_enforced("DestinationRule/demo/web");
     let (proxy, _) = world.client(NS, CLIENT, WEB).await;
     // The port's balancer for the Service's own endpoints.
     assert_eq!(
@@ -233,13 +227,7 @@ spec:
         .collect();
     let mut world = World::start("hash", &workloads, services, |_| resources).await;
     for name in names {
-        assert_eq!(
-            world.accepted(&format!("DestinationRule/demo/{name}")),
-            (
-                true,
-                "Valid; the proxy enforces every field it sets.".into()
-            )
-        );
+        world.assert_enforced(&format!("DestinationRule/demo/{name}"));
     }
     let client = http_client(false);
     let proxy = |i: usize| format!("127.0.10.{}:80", 20 + i);

@@ -126,13 +126,7 @@ spec:
       route: [{destination: {host: web, subset: v1}}]
 "#;
     let mut world = web("matches", routes).await;
-    assert_eq!(
-        world.accepted("VirtualService/demo/web"),
-        (
-            true,
-            "Valid; the proxy enforces every field it sets.".into()
-        )
-    );
+    world.assert_enforced("VirtualService/demo/web");
     let (proxy, state) = world.client(NS, CLIENT, WEB).await;
     let client = http_client(false);
     let web = host("web");
@@ -694,13 +688,7 @@ spec:
         |_| split.into(),
     )
     .await;
-    assert_eq!(
-        world.accepted("TrafficSplit/demo/web"),
-        (
-            true,
-            "Valid; the proxy enforces every field it sets.".into()
-        )
-    );
+    world.assert_enforced("TrafficSplit/demo/web");
     let (proxy, _) = world.client(NS, CLIENT, WEB).await;
     let total = 1000;
     let seen = tally(proxy, "/", &[], total).await;
@@ -761,14 +749,7 @@ spec:
     );
     let mut world = World::start("service-entry", &[], Vec::new(), |_| resources).await;
     for entry in ["ServiceEntry/demo/api", "ServiceEntry/demo/named-port"] {
-        assert_eq!(
-            world.accepted(entry),
-            (
-                true,
-                "Valid; the proxy enforces every field it sets.".into()
-            ),
-            "{entry}"
-        );
+        world.assert_enforced(entry);
     }
     let client = http_client(false);
     for (address, name) in [("127.0.10.50:80", "api"), ("127.0.10.51:80", "named")] {

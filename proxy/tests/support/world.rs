@@ -272,6 +272,19 @@ impl World {
         )
     }
 
+    /// Fails unless the operator accepted `Kind/namespace/name` and the
+    /// proxy enforces every field of it (the capability list says so).
+    pub fn assert_enforced(&self, origin: &str) {
+        assert_eq!(
+            self.accepted(origin),
+            (
+                true,
+                "Valid; the proxy enforces every field it sets.".into()
+            ),
+            "{origin}"
+        );
+    }
+
     /// The Accepted condition of `Kind/namespace/name`: its status and message.
     pub fn accepted(&self, origin: &str) -> (bool, String) {
         self.verdicts
