@@ -44,3 +44,6 @@ pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod watch;
+
+#[cfg(test)]
+mod testing;

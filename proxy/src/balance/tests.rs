@@ -1,42 +1,12 @@
 use std::sync::Arc;
 
-use plexus_config::{
-    Endpoint as EndpointConfig, LoadBalancer, ProxyConfig, Service, ServicePort, TrafficPolicy,
-};
+use plexus_config::{LoadBalancer, ProxyConfig};
 
 use super::*;
 
 fn config(endpoints: &[&str], lb: Option<LoadBalancer>) -> ProxyConfig {
-    ProxyConfig {
-        trust_domain: "cluster.local".into(),
-        services: Arc::new(vec![Service {
-            namespace: "demo".into(),
-            name: "web".into(),
-            hosts: vec!["web.demo.svc.cluster.local".into()],
-            addresses: vec!["198.19.0.10".into()],
-            ports: vec![ServicePort {
-                port: 80,
-                name: None,
-                protocol: Default::default(),
-                target_port: Some(8080),
-            }],
-            policy: lb.map(|lb| TrafficPolicy {
-                load_balancer: Some(lb),
-                ..Default::default()
-            }),
-            endpoints: endpoints
-                .iter()
-                .map(|ip| EndpointConfig {
-                    ip: (*ip).into(),
-                    sa: Some("web".into()),
-                    meshed: true,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    }
+    let meshed: Vec<(&str, Option<&str>)> = endpoints.iter().map(|ip| (*ip, Some("web"))).collect();
+    crate::testing::web(&meshed, lb)
 }
 
 fn clusters(config: ProxyConfig, previous: Option<&Clusters>) -> (Table, Clusters) {

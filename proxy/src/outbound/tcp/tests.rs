@@ -1,38 +1,13 @@
 use std::sync::Arc;
 
-use plexus_config::{Endpoint, ProxyConfig, Service, ServicePort};
+use plexus_config::ProxyConfig;
 
 use super::*;
 use crate::balance::Clusters;
 use crate::routing::Table;
 
 fn config() -> ProxyConfig {
-    let endpoint = |ip: &str, sa: Option<&str>, meshed| Endpoint {
-        ip: ip.into(),
-        sa: sa.map(Into::into),
-        meshed,
-        ..Default::default()
-    };
-    ProxyConfig {
-        trust_domain: "cluster.local".into(),
-        services: Arc::new(vec![Service {
-            namespace: "demo".into(),
-            name: "web".into(),
-            addresses: vec!["198.19.0.10".into()],
-            ports: vec![ServicePort {
-                port: 80,
-                name: None,
-                protocol: Default::default(),
-                target_port: Some(8080),
-            }],
-            endpoints: vec![
-                endpoint("198.18.0.7", Some("web"), true),
-                endpoint("198.18.0.8", None, false),
-            ],
-            ..Default::default()
-        }]),
-        ..Default::default()
-    }
+    crate::testing::web(&[("198.18.0.7", Some("web")), ("198.18.0.8", None)], None)
 }
 
 fn snapshot(config: ProxyConfig) -> Snapshot {
