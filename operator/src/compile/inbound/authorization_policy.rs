@@ -17,14 +17,7 @@ pub(super) fn compile(state: &mut State<'_>, namespaces: &mut BTreeMap<String, P
         let key = Key::of(Kind::AuthorizationPolicy, ap);
         let spec = &ap.spec;
         let mut check = Check::default();
-        let selector = target(
-            &mut check,
-            state,
-            &key.namespace,
-            &spec.selector,
-            &spec.target_ref,
-            &spec.target_refs,
-        );
+        let selector = target(&mut check, state, &key.namespace, spec);
         let (action, rules) = convert(spec, &mut check);
         check.meanwhile = meanwhile(action, !rules.is_empty());
         if state.judge(&key, ap.metadata.generation, check.finish(key.kind, spec)) {

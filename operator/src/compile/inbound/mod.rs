@@ -190,16 +190,52 @@ fn telemetry_rule(
     }
 }
 
+/// The fields of a policy that say which workloads it selects.
+trait Targets {
+    /// `selector`, `targetRef` and `targetRefs`.
+    fn targets(
+        &self,
+    ) -> (
+        &Option<WorkloadSelector>,
+        &Option<PolicyTargetReference>,
+        &[PolicyTargetReference],
+    );
+}
+
+macro_rules! targets {
+    ($($spec:ty => $refs:tt),+ $(,)?) => {$(
+        impl Targets for $spec {
+            fn targets(
+                &self,
+            ) -> (
+                &Option<WorkloadSelector>,
+                &Option<PolicyTargetReference>,
+                &[PolicyTargetReference],
+            ) {
+                (&self.selector, &self.target_ref, targets!(@refs self $refs))
+            }
+        }
+    )+};
+    (@refs $self:ident none) => { &[] };
+    (@refs $self:ident some) => { &$self.target_refs };
+}
+
+targets! {
+    plexus_crds::peer_authentication::PeerAuthenticationSpec => none,
+    plexus_crds::authorization_policy::AuthorizationPolicySpec => some,
+    plexus_crds::request_authentication::RequestAuthenticationSpec => some,
+    plexus_crds::telemetry::TelemetrySpec => some,
+}
+
 /// Which workloads a policy selects: its selector, or the selector of the
 /// Service its target references name. `None`: the whole namespace.
 fn target(
     check: &mut Check,
     state: &State<'_>,
     namespace: &str,
-    selector: &Option<WorkloadSelector>,
-    target_ref: &Option<PolicyTargetReference>,
-    target_refs: &[PolicyTargetReference],
+    spec: &impl Targets,
 ) -> Option<cfg::Selector> {
+    let (selector, target_ref, target_refs) = spec.targets();
     let refs: Vec<(String, &PolicyTargetReference)> = target_ref
         .iter()
         .map(|r| ("spec.targetRef".to_owned(), r))

@@ -15,14 +15,7 @@ pub(super) fn compile(state: &mut State<'_>, namespaces: &mut BTreeMap<String, P
     for pa in by_age(&state.input.peer_authentications) {
         let key = Key::of(Kind::PeerAuthentication, pa);
         let mut check = Check::default();
-        let selector = target(
-            &mut check,
-            state,
-            &key.namespace,
-            &pa.spec.selector,
-            &pa.spec.target_ref,
-            &[],
-        );
+        let selector = target(&mut check, state, &key.namespace, &pa.spec);
         let value = convert(&pa.spec, selector.is_some(), &mut check);
         if value.mode == Some(cfg::MtlsMode::Disable) {
             check.meanwhile =

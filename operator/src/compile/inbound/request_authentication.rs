@@ -17,14 +17,7 @@ pub(super) fn compile(state: &mut State<'_>, namespaces: &mut BTreeMap<String, P
         let key = Key::of(Kind::RequestAuthentication, ra);
         let spec = &ra.spec;
         let mut check = Check::default();
-        let selector = target(
-            &mut check,
-            state,
-            &key.namespace,
-            &spec.selector,
-            &spec.target_ref,
-            &spec.target_refs,
-        );
+        let selector = target(&mut check, state, &key.namespace, spec);
         let rules = convert(spec, &mut check);
         check.meanwhile = Some(
             "Meanwhile tokens reach the workloads it selects unverified: do not rely on it.".into(),

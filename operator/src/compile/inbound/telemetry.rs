@@ -17,14 +17,7 @@ pub(super) fn compile(state: &mut State<'_>, namespaces: &mut BTreeMap<String, P
         let key = Key::of(Kind::Telemetry, t);
         let spec = &t.spec;
         let mut check = Check::default();
-        let selector = target(
-            &mut check,
-            state,
-            &key.namespace,
-            &spec.selector,
-            &spec.target_ref,
-            &spec.target_refs,
-        );
+        let selector = target(&mut check, state, &key.namespace, spec);
         let parts = convert(spec, &mut check);
         if state.judge(&key, t.metadata.generation, check.finish(key.kind, spec)) {
             namespaces
