@@ -150,29 +150,25 @@ impl Call<'_> {
             if let Some(response) = short_circuit(route, &parts, &host) {
                 return response;
             }
-            let faults = fault::decide(route.spec.fault.as_ref(), || fastrand::f64() * 100.0);
-            if let Some(delay) = faults.delay {
-                tokio::time::sleep(delay).await;
-            }
-            if let Some(status) = faults.abort {
-                let mut response = Response::new(full("fault filter abort\n"));
-                *response.status_mut() =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            if let Some(response) = faults(route).await {
                 return response;
             }
         }
         // Without routes, the service's own endpoints.
-        let own = Backend {
-            host: spec.hosts.first().cloned().unwrap_or_default(),
-            weight: 100,
-            ..Default::default()
-        };
+        let own;
         let backend = match route {
             Some(route) => match route.backend(fastrand::u32(..route.total_weight().max(1))) {
                 Some(backend) => backend,
                 None => return local(StatusCode::SERVICE_UNAVAILABLE, "no-backend"),
             },
-            None => &own,
+            None => {
+                own = Backend {
+                    host: spec.hosts.first().cloned().unwrap_or_default(),
+                    weight: 100,
+                    ..Default::default()
+                };
+                &own
+            }
         };
         let Some(cluster) = table
             .cluster(backend, port)
@@ -217,6 +213,19 @@ impl Call<'_> {
         }
         response
     }
+}
+
+/// A route's injected faults: waits out a delay, answers an abort.
+async fn faults(route: &Route) -> Option<Response<Body>> {
+    let decided = fault::decide(route.spec.fault.as_ref(), || fastrand::f64() * 100.0);
+    if let Some(delay) = decided.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let status = decided.abort?;
+    let mut response = Response::new(full("fault filter abort\n"));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    Some(response)
 }
 
 /// The attempts of one request to a cluster, within the route's timeout.
