@@ -75,9 +75,19 @@ async fn a_terminated_leader_hands_over_at_once() -> anyhow::Result<()> {
             Ok((holder(&leases).await?.as_deref() == Some("second")).then_some(()))
         })
         .await?;
-        let second_log = std::fs::read_to_string(log("second")).context("the second's log")?;
+        // The Lease is written before the new leader logs that it leads.
+        let said = eventually(
+            "the second replica's log says it leads",
+            Duration::from_secs(10),
+            || async {
+                let text = std::fs::read_to_string(log("second")).context("the second's log")?;
+                Ok(text.contains("leading").then_some(()))
+            },
+        )
+        .await;
+        let second_log = std::fs::read_to_string(log("second")).unwrap_or_default();
         ensure!(
-            second_log.contains("leading"),
+            said.is_ok(),
             "the second replica's log says nothing of leading: {second_log}"
         );
         println!("Lease after the leader's exit: {after_exit:?}; then the second's");
