@@ -233,3 +233,41 @@ spec: {trustDomain: mesh.example, mtls: {mode: STRICT}}
     let seen = r#"plexus_proxy_tcp_mtls_total{direction="inbound",peer_identity="spiffe://mesh.example/ns/demo/sa/client"}"#;
     assert_eq!(count(&metrics(&world.servers["web"].state), seen), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_applies_to_requests_on_open_connections() {
+    let mut world = guarded("open-connections", "").await;
+    let client = http_client(false);
+    let (to_web, client_state) = world.client(NS, CLIENT, "127.0.10.41:80").await;
+    assert_eq!(
+        send(&client, to_web, "GET", "/", &host("web"), &[])
+            .await
+            .status,
+        200
+    );
+    // The policy arrives while the proxies' HTTP/2 connection is open.
+    world.apply(
+        r#"
+apiVersion: plexus.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: allow-nothing}
+spec: {selector: {matchLabels: {app: web}}}
+"#,
+    );
+    let answer = send(&client, to_web, "GET", "/", &host("web"), &[]).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (403, "RBAC: access denied")
+    );
+    // And goes again.
+    world.apply("");
+    assert_eq!(
+        send(&client, to_web, "GET", "/", &host("web"), &[])
+            .await
+            .status,
+        200
+    );
+    // All three requests rode one connection between the proxies.
+    let opened = r#"plexus_proxy_tcp_mtls_total{direction="outbound",peer_identity="spiffe://cluster.local/ns/demo/sa/web"}"#;
+    assert_eq!(count(&metrics(&client_state), opened), 1);
+}

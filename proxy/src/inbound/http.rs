@@ -1,7 +1,10 @@
 //! HTTP from a peer proxy, already through mTLS: each request is
-//! authorized, then sent to the app on localhost in the protocol the app
-//! spoke to the client proxy (HTTP/1.1, pooled, or HTTP/2 on one connection
-//! per peer connection), and counted under the peer's identity.
+//! authorized under the configuration in force when it arrives (a
+//! connection between proxies lives long, and a policy applies to the
+//! requests it carries from then on), then sent to the app on localhost in
+//! the protocol the app spoke to the client proxy (HTTP/1.1, pooled, or
+//! HTTP/2 on one connection per peer connection), and counted under the
+//! peer's identity.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,7 +21,7 @@ use crate::ctx::Ctx;
 use crate::detect::Detected;
 use crate::http::body::{ReadBody, read_small};
 use crate::http::{Body, ORIG_PROTO, full, incoming, local, strip_hop_by_hop};
-use crate::policy::Decision;
+use crate::policy::{self, Decision};
 use crate::server::serve_connection;
 use crate::telemetry::Direction;
 use crate::telemetry::metrics::RequestLabels;
@@ -33,23 +36,21 @@ pub async fn serve<I>(
     stream: I,
     peer: String,
     port: u16,
-    decision: Decision,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer: Arc<str> = peer.into();
-    let decision = Arc::new(decision);
     let app_h2: Arc<Shared> = Arc::default();
     let service = hyper::service::service_fn(move |request| {
         let ctx = ctx.clone();
         let peer = peer.clone();
         let app_h2 = app_h2.clone();
-        let decision = decision.clone();
         async move {
             let started = Instant::now();
-            let response = match &*decision {
+            let decision = policy::authorize(ctx.state.config().as_deref(), &ctx.labels);
+            let response = match &decision {
                 Decision::Allow => to_app(&ctx, request, port, &app_h2).await,
                 Decision::Deny { policy, reason } => {
                     ctx.metrics().denied(policy, reason);

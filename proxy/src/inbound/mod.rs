@@ -38,7 +38,6 @@ pub async fn connection(
     client.set_nodelay(true)?;
     let config = ctx.state.config();
     let mode = policy::mtls_mode(config.as_deref(), &ctx.labels, original.port());
-    let decision = policy::authorize(config.as_deref(), &ctx.labels);
     // Peer proxies are terminated in every mode; the app's own TLS passes
     // through unless the mode is STRICT; plaintext only under STRICT is refused.
     let opened = opening(&peek_opening(&client).await?);
@@ -54,8 +53,11 @@ pub async fn connection(
         }
         _ => false,
     };
+    // An opaque stream is authorized once, when it opens; HTTP requests
+    // each as they come (`http`).
+    let authorized = || deny_stream(ctx, &policy::authorize(config.as_deref(), &ctx.labels));
     if !terminate {
-        deny_stream(ctx, &decision)?;
+        authorized()?;
         let server = transport::dial(ctx.metrics(), Direction::Inbound, app).await?;
         return transport::relay(ctx.metrics(), Direction::Inbound, client, server).await;
     }
@@ -66,9 +68,9 @@ pub async fn connection(
     let (client, peer) = transport::accept_mtls(ctx.metrics(), &tls, client).await?;
     tracing::debug!(%peer, port = original.port(), "mTLS connection");
     if client.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
-        return http::serve(ctx.clone(), client, peer, app.port(), decision, stop).await;
+        return http::serve(ctx.clone(), client, peer, app.port(), stop).await;
     }
-    deny_stream(ctx, &decision)?;
+    authorized()?;
     let server = transport::dial(ctx.metrics(), Direction::Inbound, app).await?;
     transport::relay(ctx.metrics(), Direction::Inbound, client, server).await
 }

@@ -78,6 +78,10 @@ pub struct World {
     pub configs: BTreeMap<String, ProxyConfig>,
     /// The verdicts the operator gave, by `Kind/namespace/name`.
     pub verdicts: BTreeMap<String, (bool, String)>,
+    /// The Pods, Namespaces and Services, for recompiling.
+    objects: Vec<Value>,
+    /// Every proxy's state and namespace, for new configurations.
+    proxies: Vec<(String, Arc<ProxyState>)>,
     name: String,
     dirs: Vec<std::path::PathBuf>,
 }
@@ -186,31 +190,21 @@ impl World {
             started.push((w, listener, app, log));
         }
         objects.extend(services);
+        let base = objects.clone();
         objects.extend(yaml(&resources(&ports)));
-        let input = plexus_operator::snapshot::input_from_objects(
-            objects,
-            "plexus-system",
-            "cluster.local",
-        )
-        .expect("the objects convert");
-        let output = plexus_operator::compile::compile(&input);
+        let (input, output) = compile(objects);
         // The Mesh's trust domain (cluster.local unless a Mesh says otherwise).
         let trust_domain = input.mesh.trust_domain.clone();
         let root = generate_root(&trust_domain, SystemTime::now(), DAY).expect("root");
-        let verdicts = output
-            .verdicts
-            .iter()
-            .map(|(key, verdict)| {
-                let accepted = verdict.accepted();
-                (key.origin(), (accepted.status, accepted.message))
-            })
-            .collect();
+        let verdicts = verdicts(&output);
         let mut world = World {
             root,
             trust_domain,
             servers: BTreeMap::new(),
             configs: output.configs,
             verdicts,
+            objects: base,
+            proxies: Vec::new(),
             name: name.to_owned(),
             dirs: Vec::new(),
         };
@@ -221,6 +215,7 @@ impl World {
                 w.service_account,
             );
             let (addr, state) = serve(listener, &dir, Direction::Inbound, app, labels(w.labels));
+            world.proxies.push((w.namespace.to_owned(), state.clone()));
             world.servers.insert(
                 w.name,
                 Server {
@@ -263,13 +258,29 @@ impl World {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let original: SocketAddr = original.parse().expect("an address");
         assert!(original.ip().is_loopback(), "tests dial loopback only");
-        serve(
+        let (addr, state) = serve(
             listener,
             &dir,
             Direction::Outbound,
             original,
             labels(pod_labels),
-        )
+        );
+        self.proxies.push((namespace.to_owned(), state.clone()));
+        (addr, state)
+    }
+
+    /// Compiles the workloads and Services with `resources` instead of
+    /// those the world started with, and gives every running proxy its
+    /// namespace's new configuration, as the API watch would.
+    pub fn apply(&mut self, resources: &str) {
+        let mut objects = self.objects.clone();
+        objects.extend(yaml(resources));
+        let (_, output) = compile(objects);
+        self.verdicts = verdicts(&output);
+        self.configs = output.configs;
+        for (namespace, state) in &self.proxies {
+            state.apply_config(self.configs[namespace].to_gzip(), "the test");
+        }
     }
 
     /// Fails unless the operator accepted `Kind/namespace/name` and the
@@ -292,6 +303,32 @@ impl World {
             .cloned()
             .unwrap_or_else(|| panic!("no verdict for {origin}: {:?}", self.verdicts.keys()))
     }
+}
+
+/// The operator's compiler over `objects`.
+fn compile(
+    objects: Vec<Value>,
+) -> (
+    plexus_operator::compile::Input,
+    plexus_operator::compile::Output,
+) {
+    let input =
+        plexus_operator::snapshot::input_from_objects(objects, "plexus-system", "cluster.local")
+            .expect("the objects convert");
+    let output = plexus_operator::compile::compile(&input);
+    (input, output)
+}
+
+/// The Accepted condition of every resource, by `Kind/namespace/name`.
+fn verdicts(output: &plexus_operator::compile::Output) -> BTreeMap<String, (bool, String)> {
+    output
+        .verdicts
+        .iter()
+        .map(|(key, verdict)| {
+            let accepted = verdict.accepted();
+            (key.origin(), (accepted.status, accepted.message))
+        })
+        .collect()
 }
 
 /// An address on loopback nothing listens on.
