@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::route::Origin;
-use crate::{AuthorizationPolicy, JwtPolicy, RateLimit, is_false};
+use crate::{AuthorizationDefaults, AuthorizationPolicy, JwtPolicy, RateLimit, is_false};
+
 /// Policies of a namespace's workloads. Each entry's `selector` is evaluated
 /// by the proxy against its pod's labels; no selector means every workload.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -16,10 +17,14 @@ pub struct Inbound {
     /// applies. The last entry has no selector.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mtls: Vec<MtlsRule>,
-    /// Every matching policy applies: CUSTOM, then DENY, then ALLOW (with at
-    /// least one matching ALLOW policy, a request must match one of them).
+    /// Every matching policy applies: DENY, then ALLOW (with at least one
+    /// matching ALLOW policy, a request must match one of them); AUDIT
+    /// marks. Namespace-wide and root-namespace policies included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authorization: Vec<AuthorizationPolicy>,
+    /// The Mesh's authorization settings.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub authorization_defaults: AuthorizationDefaults,
     /// JWT validation; every matching entry applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authentication: Vec<JwtPolicy>,
@@ -29,6 +34,10 @@ pub struct Inbound {
     /// Telemetry by precedence: the first entry whose selector matches applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub telemetry: Vec<TelemetryRule>,
+}
+
+fn is_default(value: &AuthorizationDefaults) -> bool {
+    *value == AuthorizationDefaults::default()
 }
 
 /// Labels a workload must carry; empty means every workload.

@@ -69,6 +69,10 @@ pub struct MeshSpec {
     /// What proxies do with traffic to destinations the mesh does not know.
     #[serde(default)]
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// Mesh-wide authorization: what workloads no ALLOW policy selects do,
+    /// and which X-Forwarded-For entries are trusted.
+    #[serde(default)]
+    pub authorization: MeshAuthorization,
 }
 
 impl Default for MeshSpec {
@@ -79,6 +83,7 @@ impl Default for MeshSpec {
             mtls: MeshMtls::default(),
             proxy: ProxyDefaults::default(),
             outbound_traffic_policy: OutboundTrafficPolicy::default(),
+            authorization: MeshAuthorization::default(),
         }
     }
 }
@@ -268,6 +273,46 @@ impl Default for OutboundTrafficPolicy {
 
 fn default_outbound_mode() -> OutboundTrafficMode {
     OutboundTrafficMode::AllowAny
+}
+
+string_enum! {
+    /// What a workload does with requests when no ALLOW policy selects it.
+    DefaultAuthorization {
+        /// Takes every request no DENY policy denies (Istio's behaviour).
+        Allow = "ALLOW",
+        /// Refuses every request, until an ALLOW policy selecting it allows
+        /// some (Linkerd's `deny` default policy).
+        Deny = "DENY",
+    }
+}
+
+/// Mesh-wide authorization settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshAuthorization {
+    /// ALLOW (the default) or DENY: what meshed workloads that no ALLOW
+    /// AuthorizationPolicy selects do with the requests no DENY policy denies.
+    #[serde(default = "default_authorization")]
+    pub default_action: DefaultAuthorization,
+    /// How many proxies (load balancers, gateways) in front of the mesh
+    /// append to X-Forwarded-For and are trusted: `remote.ip` and
+    /// `remoteIpBlocks` take the address that many entries from its end.
+    /// 0 (the default) trusts none: the remote address is the peer's.
+    #[serde(default)]
+    pub num_trusted_proxies: u32,
+}
+
+impl Default for MeshAuthorization {
+    fn default() -> Self {
+        Self {
+            default_action: default_authorization(),
+            num_trusted_proxies: 0,
+        }
+    }
+}
+
+fn default_authorization() -> DefaultAuthorization {
+    DefaultAuthorization::Allow
 }
 
 /// What the operator reports about the mesh.

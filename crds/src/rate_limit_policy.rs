@@ -66,10 +66,14 @@ pub struct RateLimitPolicySpec {
     /// applies instead of `tokenBucket`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RateLimitRoute>,
-    /// HTTP status of the answer to a limited request; 429 when unset.
+    /// HTTP status of the answer to a limited request; 429 when unset. The
+    /// answer's body is `local_rate_limited`, and it carries
+    /// `x-ratelimit-limit` (the bucket's size), `x-ratelimit-remaining` (0),
+    /// `x-ratelimit-reset` and `retry-after` (seconds to the next token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u32>,
-    /// Header changes on the answers to limited requests.
+    /// Header changes on the answers to limited requests, after the
+    /// rate-limit headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limited_response_headers: Option<HeaderOperations>,
     /// Share of requests, from 0 to 100, that the limiter counts; 100 when unset.

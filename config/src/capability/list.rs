@@ -8,9 +8,9 @@
 //! delegation, TCP and TLS routes, fault gRPC statuses; DestinationRule
 //! connection pools, outlier detection, TLS, locality, warm-up, ring sizes;
 //! ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile routes and
-//! retry budgets; PeerAuthentication DISABLE; the rules of
-//! AuthorizationPolicies, RequestAuthentication, RateLimitPolicy,
-//! Telemetry and Gateway (no gateway proxy yet).
+//! retry budgets; PeerAuthentication DISABLE; RateLimitPolicy route
+//! matches on `sourceLabels` (a server proxy does not know its caller's
+//! labels); Telemetry and Gateway (no gateway proxy yet).
 
 use super::{Capability, Kind, Values};
 use crate::{RetryCondition, RetryOn};
@@ -51,7 +51,6 @@ const ROUND_ROBIN: &str = "proxy/tests/balance.rs::round_robin_takes_turns";
 const SPREAD: &str = "proxy/tests/balance.rs::random_and_least_request_balancing";
 const HASH: &str = "proxy/tests/balance.rs::consistent_hash_keeps_a_key_on_one_endpoint";
 const MTLS: &str = "proxy/tests/inbound.rs::peer_authentication_modes_decide_plaintext";
-const ALLOW_NOTHING: &str = "proxy/tests/inbound.rs::allow_nothing_refuses_every_request";
 
 const VIRTUAL_SERVICE: &[Capability] = &[
     on("hosts", ANY, SPLITS),
@@ -272,18 +271,104 @@ const PEER_AUTHENTICATION: &[Capability] = &[
     on("portLevelMtls.*.mode", Values::OneOf(MTLS_MODES), MTLS),
 ];
 
-/// Until the proxy evaluates rules, a policy without any is what it
-/// enforces: an ALLOW policy allows nothing, a DENY or AUDIT policy matches
-/// nothing. (Policies with rules fail closed: see the operator's README.)
+const AP_ACTIONS: &str = "proxy/tests/authz.rs::deny_allow_audit_and_their_targets";
+const AP_SOURCES: &str = "proxy/tests/authz.rs::sources_are_identities_namespaces_and_addresses";
+const AP_OPERATIONS: &str =
+    "proxy/tests/authz.rs::operations_are_hosts_ports_methods_and_normalized_paths";
+const AP_CONDITIONS: &str = "proxy/tests/authz.rs::conditions_test_request_attributes";
+const JWT: &str = "proxy/tests/jwt.rs::tokens_are_verified_where_rules_say";
+const JWT_PRINCIPALS: &str = "proxy/tests/jwt.rs::policies_require_request_principals";
+const JWKS_URI: &str = "proxy/tests/jwt.rs::keys_are_fetched_from_jwks_uris";
+const RATE_LIMITS: &str = "proxy/tests/ratelimit.rs::buckets_limit_per_route_and_per_identity";
+const DRY_RUN: &str = "proxy/tests/ratelimit.rs::dry_runs_count_without_refusing";
+
 const AUTHORIZATION_POLICY: &[Capability] = &[
-    on("selector.matchLabels.*", ANY, ALLOW_NOTHING),
-    on("targetRef.**", ANY, ALLOW_NOTHING),
-    on("targetRefs[].**", ANY, ALLOW_NOTHING),
+    on("selector.matchLabels.*", ANY, AP_ACTIONS),
+    on("targetRef.**", ANY, AP_ACTIONS),
+    on("targetRefs[].**", ANY, AP_ACTIONS),
     on(
         "action",
         Values::OneOf(&["ALLOW", "DENY", "AUDIT"]),
-        ALLOW_NOTHING,
+        AP_ACTIONS,
     ),
+    on("rules[].from[].source.principals", ANY, AP_SOURCES),
+    on("rules[].from[].source.notPrincipals", ANY, AP_SOURCES),
+    on("rules[].from[].source.namespaces", ANY, AP_SOURCES),
+    on("rules[].from[].source.notNamespaces", ANY, AP_SOURCES),
+    on("rules[].from[].source.serviceAccounts", ANY, AP_SOURCES),
+    on("rules[].from[].source.notServiceAccounts", ANY, AP_SOURCES),
+    on("rules[].from[].source.ipBlocks", ANY, AP_SOURCES),
+    on("rules[].from[].source.notIpBlocks", ANY, AP_SOURCES),
+    on("rules[].from[].source.remoteIpBlocks", ANY, AP_SOURCES),
+    on("rules[].from[].source.notRemoteIpBlocks", ANY, AP_SOURCES),
+    on(
+        "rules[].from[].source.requestPrincipals",
+        ANY,
+        JWT_PRINCIPALS,
+    ),
+    on(
+        "rules[].from[].source.notRequestPrincipals",
+        ANY,
+        JWT_PRINCIPALS,
+    ),
+    on("rules[].to[].operation.hosts", ANY, AP_OPERATIONS),
+    on("rules[].to[].operation.notHosts", ANY, AP_OPERATIONS),
+    on("rules[].to[].operation.ports", ANY, AP_OPERATIONS),
+    on("rules[].to[].operation.notPorts", ANY, AP_OPERATIONS),
+    on("rules[].to[].operation.methods", ANY, AP_OPERATIONS),
+    on("rules[].to[].operation.notMethods", ANY, AP_OPERATIONS),
+    on("rules[].to[].operation.paths", ANY, AP_OPERATIONS),
+    on("rules[].to[].operation.notPaths", ANY, AP_OPERATIONS),
+    on("rules[].when[].key", ANY, AP_CONDITIONS),
+    on("rules[].when[].values", ANY, AP_CONDITIONS),
+    on("rules[].when[].notValues", ANY, AP_CONDITIONS),
+];
+
+const REQUEST_AUTHENTICATION: &[Capability] = &[
+    on("selector.matchLabels.*", ANY, JWT),
+    on("targetRef.**", ANY, JWT),
+    on("targetRefs[].**", ANY, JWT),
+    on("jwtRules[].issuer", ANY, JWT),
+    on("jwtRules[].audiences", ANY, JWT),
+    on("jwtRules[].jwks", ANY, JWT),
+    on("jwtRules[].jwksUri", ANY, JWKS_URI),
+    on("jwtRules[].timeout", ANY, JWKS_URI),
+    on("jwtRules[].fromHeaders[].name", ANY, JWT),
+    on("jwtRules[].fromHeaders[].prefix", ANY, JWT),
+    on("jwtRules[].fromParams", ANY, JWT),
+    on("jwtRules[].fromCookies", ANY, JWT),
+    on("jwtRules[].forwardOriginalToken", ANY, JWT),
+    on("jwtRules[].outputPayloadToHeader", ANY, JWT),
+    on("jwtRules[].outputClaimToHeaders[].header", ANY, JWT),
+    on("jwtRules[].outputClaimToHeaders[].claim", ANY, JWT),
+];
+
+/// A RateLimitPolicy route's matches, as a VirtualService's but for the
+/// caller's labels, which a server proxy does not know.
+const RATE_LIMIT_POLICY: &[Capability] = &[
+    on("selector.matchLabels.*", ANY, RATE_LIMITS),
+    on("tokenBucket.maxTokens", ANY, RATE_LIMITS),
+    on("tokenBucket.tokensPerFill", ANY, RATE_LIMITS),
+    on("tokenBucket.fillInterval", ANY, RATE_LIMITS),
+    on("perSourceIdentity", ANY, RATE_LIMITS),
+    on("routes[].name", ANY, RATE_LIMITS),
+    on("routes[].match[].uri.*", ANY, RATE_LIMITS),
+    on("routes[].match[].method.*", ANY, RATE_LIMITS),
+    on("routes[].match[].headers.*.*", ANY, RATE_LIMITS),
+    on("routes[].match[].withoutHeaders.*.*", ANY, RATE_LIMITS),
+    on("routes[].match[].queryParams.*.*", ANY, RATE_LIMITS),
+    on("routes[].match[].authority.*", ANY, RATE_LIMITS),
+    on("routes[].match[].ignoreUriCase", ANY, RATE_LIMITS),
+    on("routes[].match[].sourceNamespace", ANY, RATE_LIMITS),
+    on("routes[].tokenBucket.maxTokens", ANY, RATE_LIMITS),
+    on("routes[].tokenBucket.tokensPerFill", ANY, RATE_LIMITS),
+    on("routes[].tokenBucket.fillInterval", ANY, RATE_LIMITS),
+    on("routes[].perSourceIdentity", ANY, RATE_LIMITS),
+    on("statusCode", ANY, RATE_LIMITS),
+    on("limitedResponseHeaders.**", ANY, RATE_LIMITS),
+    on("statPrefix", ANY, DRY_RUN),
+    on("enabledPercent", ANY, DRY_RUN),
+    on("enforcedPercent", ANY, DRY_RUN),
 ];
 
 /// The Mesh's fields the proxy acts on (its certificate settings and proxy
@@ -309,6 +394,12 @@ const MESH: &[Capability] = &[
         Values::OneOf(&["ALLOW_ANY"]),
         "proxy/tests/routing.rs::unknown_destinations_pass_through_under_allow_any",
     ),
+    on(
+        "authorization.defaultAction",
+        Values::OneOf(&["ALLOW", "DENY"]),
+        "proxy/tests/authz.rs::the_mesh_denies_what_no_policy_allows",
+    ),
+    on("authorization.numTrustedProxies", ANY, AP_SOURCES),
 ];
 
 /// Every kind the operator gives a verdict on, and the Mesh.
@@ -356,12 +447,12 @@ pub const KINDS: &[Kind] = &[
     Kind {
         kind: "RequestAuthentication",
         security: true,
-        enforced: &[],
+        enforced: REQUEST_AUTHENTICATION,
     },
     Kind {
         kind: "RateLimitPolicy",
         security: true,
-        enforced: &[],
+        enforced: RATE_LIMIT_POLICY,
     },
     Kind {
         kind: "Telemetry",

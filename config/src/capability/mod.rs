@@ -156,10 +156,16 @@ fn walk<'a>(
     };
     if children.is_empty() {
         // A scalar is a setting, and so is an empty item of a list (an
-        // AuthorizationPolicy's `rules: [{}]` allows everything); an empty
-        // object or list elsewhere sets nothing.
+        // AuthorizationPolicy's `rules: [{}]` allows everything): enforced
+        // when the proxy reads the items of that list. An empty object or
+        // list elsewhere sets nothing.
         let setting = !value.is_object() && !value.is_array() || in_list;
-        if !path.is_empty() && setting {
+        if path.is_empty() || !setting {
+            return;
+        }
+        if in_list && value.is_object() && patterns.iter().any(|(p, _)| reaches(p, path)) {
+            report.enforced_any = true;
+        } else {
             report.unenforced.push(render(path));
         }
         return;

@@ -55,9 +55,14 @@ fn names_values_that_are_not_enforced() {
 
 #[test]
 fn an_empty_list_item_is_a_setting() {
-    // `rules: [{}]` allows everything: not the same as no rules at all.
+    // `rules: [{}]` allows everything: not the same as no rules at all, and
+    // enforced where the proxy reads the list's items.
     let spec = json!({"selector": {"matchLabels": {"app": "a"}}, "rules": [{}]});
-    assert_eq!(report("AuthorizationPolicy", spec), ["spec.rules"]);
+    let allow_all = unenforced("AuthorizationPolicy", &spec);
+    assert!(allow_all.unenforced.is_empty() && allow_all.enforced_any);
+    // Where it reads none, an empty item is a setting not in force.
+    let tcp = json!({"hosts": ["web"], "tcp": [{}]});
+    assert_eq!(report("VirtualService", tcp), ["spec.tcp"]);
     let allow_nothing = unenforced(
         "AuthorizationPolicy",
         &json!({"selector": {"matchLabels": {"app": "a"}}}),
