@@ -11,6 +11,7 @@ pub mod compile;
 pub mod context;
 pub mod identities;
 pub mod identity;
+pub mod jwks;
 pub mod kinds;
 pub mod leader;
 pub mod mesh_config;

@@ -15,6 +15,7 @@ use plexus_operator::authority_task::{self, Publisher};
 use plexus_operator::cleanup;
 use plexus_operator::context::{Config, Context};
 use plexus_operator::identities::{self, managed_selector};
+use plexus_operator::jwks::{self, Jwks};
 use plexus_operator::leader::Elector;
 use plexus_operator::mesh_config;
 use plexus_operator::metrics::Metrics;
@@ -56,6 +57,14 @@ struct Args {
     /// Log format.
     #[arg(long, env = "PLEXUS_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Seconds between two fetches of a RequestAuthentication's jwksUri
+    /// (Istio's default: 20 minutes); a failed fetch is retried sooner.
+    #[arg(long, env = "PLEXUS_JWKS_REFRESH_SECONDS", default_value_t = 1200)]
+    jwks_refresh_seconds: u64,
+    /// Hosts jwksUris may be fetched from, comma-separated (`*.example.com`
+    /// for its subdomains); any host when unset.
+    #[arg(long, env = "PLEXUS_JWKS_ALLOWED_HOSTS", value_delimiter = ',')]
+    jwks_allowed_hosts: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -208,10 +217,21 @@ async fn main() -> anyhow::Result<()> {
         move || health.set_ready(true)
     };
     let bundle_changed = WatchStream::from_changes(authority_rx).map(|_| ());
+    let refresh = Duration::from_secs(args.jwks_refresh_seconds.max(1));
+    let jwks = Arc::new(Jwks::new(jwks::Settings {
+        refresh,
+        retry: Duration::from_secs(10),
+        allowed_hosts: args
+            .jwks_allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect(),
+    }));
     let result = tokio::select! {
         () = authority_task::run(ctx.clone(), publisher, ready) => Ok(()),
         () = identities::run(ctx.clone(), bundle_changed, stopped()) => Ok(()),
-        () = mesh_config::run(ctx, args.cluster_domain) => Ok(()),
+        () = mesh_config::run(ctx, args.cluster_domain, jwks) => Ok(()),
         () = elector.hold() => Err(anyhow::anyhow!("lost the leader lease; exiting so that only one replica issues certificates")),
         () = terminated() => Ok(()),
     };

@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 
 use crate::compile::{self, Input, Key, Kind, Verdict};
 use crate::context::{self, Context};
+use crate::jwks::Jwks;
 use crate::snapshot::{self, PodView};
 
 /// Label on the ConfigMaps the controller writes.
@@ -152,6 +153,8 @@ struct Stores {
     /// Only metadata: the revision annotation says what each one holds.
     config_maps: Store<PartialObjectMeta<ConfigMap>>,
     endpoints: Endpoints,
+    /// The key sets of the RequestAuthentications' `jwksUri`s.
+    jwks: Arc<Jwks>,
 }
 
 /// Watches `api` into a store, signalling `dirty` when an object appears or
@@ -282,7 +285,7 @@ async fn wait_ready<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) {
 }
 
 impl Stores {
-    async fn start(client: &Client, dirty: &Arc<Notify>) -> Self {
+    async fn start(client: &Client, dirty: &Arc<Notify>, jwks: Arc<Jwks>) -> Self {
         let all = watcher::Config::default;
         let slices = client
             .list_api_group_resources("discovery.k8s.io/v1")
@@ -331,6 +334,7 @@ impl Stores {
             ),
             namespaces: watch(Api::all(client.clone()), all(), dirty, no_fields, version),
             endpoints,
+            jwks,
         };
         stores.kinds.wait_ready().await;
         wait_ready(&stores.meshes).await;
@@ -384,6 +388,7 @@ impl Stores {
             injected: snapshot::injected_namespaces(&namespaces, &pods, &ctx.config.mesh_namespace),
             services,
             endpoints,
+            jwks: self.jwks.snapshot(),
             ..Default::default()
         };
         self.kinds.fill(&mut input);
@@ -392,9 +397,14 @@ impl Stores {
 }
 
 /// Runs the controller until the process stops.
-pub async fn run(ctx: Arc<Context>, cluster_domain: String) {
+pub async fn run(ctx: Arc<Context>, cluster_domain: String, jwks: Arc<Jwks>) {
     let dirty = Arc::new(Notify::new());
-    let stores = Stores::start(&ctx.client, &dirty).await;
+    let stores = Stores::start(&ctx.client, &dirty, jwks.clone()).await;
+    let requests = stores.kinds.request_authentications.clone();
+    tokio::spawn(jwks.run(
+        move || crate::jwks::wanted(requests.state().iter().map(|ra| &**ra)),
+        dirty.clone(),
+    ));
     tracing::info!("configuration controller started");
     let mut retry = false;
     loop {
@@ -647,7 +657,8 @@ async fn statuses(
 }
 
 /// The Warning Event a status change deserves: a resource newly rejected,
-/// or a security resource newly not enforced (each message once).
+/// a security resource newly not enforced, or one whose keys could not be
+/// fetched (each message once).
 fn warning(
     verdict: &Verdict,
     previous: &[Condition],
@@ -663,12 +674,19 @@ fn warning(
         Err(rejection) if said(CONDITION_ACCEPTED) != Some(("False", &rejection.message)) => {
             Some((rejection.reason, rejection.message.clone()))
         }
-        Ok(_) if verdict.not_enforced_security() => {
+        Ok(accepted) => {
+            let reason = if accepted.unavailable.is_some() {
+                compile::KEYS_UNAVAILABLE
+            } else if verdict.not_enforced_security() {
+                compile::NOT_ENFORCED
+            } else {
+                return None;
+            };
             let programmed = wanted.iter().find(|c| c.type_ == CONDITION_PROGRAMMED)?;
             (said(CONDITION_PROGRAMMED) != Some(("False", &programmed.message)))
-                .then(|| (compile::NOT_ENFORCED, programmed.message.clone()))
+                .then(|| (reason, programmed.message.clone()))
         }
-        _ => None,
+        Err(_) => None,
     }
 }
 

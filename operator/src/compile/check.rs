@@ -20,6 +20,8 @@ pub struct Check {
     pub notes: Vec<String>,
     /// What the proxies do instead of what they do not enforce.
     pub meanwhile: Option<String>,
+    /// Why what is enforced is not in force yet.
+    pub unavailable: Option<String>,
 }
 
 impl Check {
@@ -139,6 +141,7 @@ impl Check {
                     unenforced: report.unenforced,
                     enforced_any: report.enforced_any,
                     notes: self.notes,
+                    unavailable: self.unavailable,
                 })
             }
             Some((reason, _)) => Err(Rejection {

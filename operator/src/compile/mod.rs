@@ -23,7 +23,7 @@ use plexus_config::ProxyConfig;
 use plexus_crds::mesh::MeshSpec;
 
 pub use check::Rejection;
-pub use verdict::{ConditionParts, NOT_ENFORCED};
+pub use verdict::{ConditionParts, KEYS_UNAVAILABLE, NOT_ENFORCED};
 
 macro_rules! define_kinds {
     ($($kind:ident => $field:ident: $ty:ty),+ $(,)?) => {
@@ -66,6 +66,8 @@ macro_rules! define_kinds {
             pub services: Vec<ServiceInput>,
             /// Ready endpoints of the Services.
             pub endpoints: Vec<EndpointInput>,
+            /// What was fetched from each `jwksUri` of the RequestAuthentications.
+            pub jwks: BTreeMap<String, FetchedJwks>,
             $(
                 #[doc = concat!("Every ", stringify!($kind), ".")]
                 pub $field: Vec<$ty>,
@@ -99,6 +101,15 @@ macro_rules! define_kinds {
 }
 
 crate::for_each_kind!(define_kinds);
+
+/// What the operator last fetched from a `jwksUri`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FetchedJwks {
+    /// The last key set fetched that holds a usable key, if any.
+    pub keys: Option<String>,
+    /// Why the last attempt failed, if it did.
+    pub error: Option<String>,
+}
 
 /// A Kubernetes Service, as the compiler needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -201,6 +212,9 @@ pub struct Accepted {
     pub meanwhile: Option<String>,
     /// Remarks worth showing (shadowed or unresolved parts).
     pub notes: Vec<String>,
+    /// Why it is not in force although enforced (keys not fetched yet):
+    /// `Programmed=False` says so.
+    pub unavailable: Option<String>,
 }
 
 /// The compiler's result.

@@ -24,6 +24,9 @@ pub struct ConditionParts {
 /// Reason of `Programmed=False` when what is not enforced keeps the
 /// resource (or all of it) out of force.
 pub const NOT_ENFORCED: &str = "NotEnforced";
+/// Reason of `Programmed=False` when a RequestAuthentication's keys could
+/// not be fetched: its tokens are refused until they are.
+pub const KEYS_UNAVAILABLE: &str = "KeysUnavailable";
 
 impl Verdict {
     /// The `Accepted` condition.
@@ -92,6 +95,13 @@ impl Verdict {
             reason: NOT_ENFORCED.into(),
             message,
         };
+        if let Some(why) = &accepted.unavailable {
+            return ConditionParts {
+                status: false,
+                reason: KEYS_UNAVAILABLE.into(),
+                message: why.clone(),
+            };
+        }
         if self.not_enforced_security() {
             return not_enforced(format!(
                 "Not enforced: the proxies cannot enforce {missing} yet.{meanwhile}"
@@ -159,6 +169,7 @@ mod tests {
                 enforced_any,
                 meanwhile: None,
                 notes: Vec::new(),
+                unavailable: None,
             }),
             programmed: programmed
                 .iter()

@@ -26,6 +26,11 @@ fn stores(objects: &[Value]) -> Stores {
         namespaces: store(of_kind(objects, "Namespace")),
         config_maps: store(of_kind(objects, "PartialObjectMetadata")),
         endpoints: Endpoints::Pods,
+        jwks: Arc::new(crate::jwks::Jwks::new(crate::jwks::Settings {
+            refresh: Duration::from_secs(60),
+            retry: Duration::from_secs(5),
+            allowed_hosts: Vec::new(),
+        })),
     }
 }
 
@@ -62,6 +67,11 @@ fn objects() -> Vec<Value> {
                "metadata": {"name": "get-only", "namespace": "demo", "generation": 1},
                "spec": {"selector": {"matchLabels": {"app": "web"}},
                         "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}),
+        // Its keys are not fetched yet (no fetch runs in these tests).
+        json!({"apiVersion": "plexus.dev/v1alpha1", "kind": "RequestAuthentication",
+               "metadata": {"name": "remote-keys", "namespace": "demo", "generation": 1},
+               "spec": {"jwtRules": [{"issuer": "https://issuer.test",
+                                      "jwksUri": "https://issuer.test/jwks"}]}}),
     ]
 }
 
@@ -112,6 +122,7 @@ async fn a_pass_writes_the_configuration_every_status_and_the_warnings() {
         [
             "PATCH /api/v1/namespaces/demo/configmaps/plexus-proxy-config".to_owned(),
             format!("PATCH {plexus}/authorizationpolicies/get-only/status"),
+            format!("PATCH {plexus}/requestauthentications/remote-keys/status"),
             format!("PATCH {plexus}/virtualservices/broken/status"),
             format!("PATCH {plexus}/virtualservices/routes/status"),
             "POST /apis/events.k8s.io/v1/namespaces/demo/events".to_owned(),
@@ -171,10 +182,15 @@ async fn a_pass_writes_the_configuration_every_status_and_the_warnings() {
     let policy = condition("authorizationpolicies/get-only", "Programmed");
     assert_eq!(
         (policy["status"].as_str(), policy["reason"].as_str()),
-        (Some("False"), Some("NotEnforced"))
+        (Some("True"), Some("Programmed"))
+    );
+    let keys = condition("requestauthentications/remote-keys", "Programmed");
+    assert_eq!(
+        (keys["status"].as_str(), keys["reason"].as_str()),
+        (Some("False"), Some("KeysUnavailable"))
     );
 
-    // A Warning Event for the rejected resource and for the policy not enforced.
+    // A Warning Event for the rejected resource and for the keys missing.
     let mut events: Vec<(String, String, String)> =
         find(&asked, "POST /apis/events.k8s.io/v1/namespaces/demo/events")
             .iter()
@@ -200,9 +216,9 @@ async fn a_pass_writes_the_configuration_every_status_and_the_warnings() {
                 "Invalid".to_owned()
             ),
             (
-                "get-only".to_owned(),
+                "remote-keys".to_owned(),
                 "Warning".to_owned(),
-                "NotEnforced".to_owned()
+                "KeysUnavailable".to_owned()
             ),
         ]
     );

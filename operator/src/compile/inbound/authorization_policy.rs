@@ -1,11 +1,13 @@
 //! AuthorizationPolicy: ALLOW, DENY and AUDIT rules of the workloads it
-//! selects. The proxy does not evaluate rules yet; it fails closed on them
-//! (see the proxy's `policy`), and the capability list says so.
+//! selects, checked and carried to the proxies typed (the proxy's `policy`
+//! evaluates them per request and per opaque connection).
 
 use std::collections::BTreeMap;
 
 use plexus_config as cfg;
-use plexus_crds::authorization_policy::{AuthorizationAction, AuthorizationPolicySpec};
+use plexus_crds::authorization_policy::{
+    AuthorizationAction, AuthorizationPolicySpec, Condition, Operation, Source,
+};
 
 use super::super::check::Check;
 use super::super::{Key, Kind, State, by_age};
@@ -19,7 +21,6 @@ pub(super) fn compile(state: &mut State<'_>, namespaces: &mut BTreeMap<String, P
         let mut check = Check::default();
         let selector = target(&mut check, state, &key.namespace, spec);
         let (action, rules) = convert(spec, &mut check);
-        check.meanwhile = meanwhile(action, !rules.is_empty());
         if state.judge(&key, ap.metadata.generation, check.finish(key.kind, spec)) {
             namespaces
                 .entry(key.namespace.clone())
@@ -36,19 +37,6 @@ pub(super) fn compile(state: &mut State<'_>, namespaces: &mut BTreeMap<String, P
                     selector,
                 });
         }
-    }
-}
-
-/// What the proxies do with a policy whose rules they cannot evaluate.
-fn meanwhile(action: cfg::AuthorizationAction, rules: bool) -> Option<String> {
-    match (action, rules) {
-        (cfg::AuthorizationAction::Allow | cfg::AuthorizationAction::Deny, true) => Some(
-            "Meanwhile the proxies of the workloads it selects refuse every request and connection to them (fail closed).".into(),
-        ),
-        (cfg::AuthorizationAction::Audit, true) => {
-            Some("Meanwhile nothing is audited; decisions do not change.".into())
-        }
-        _ => None,
     }
 }
 
@@ -69,106 +57,203 @@ fn convert(
             .parse("spec.action", other.as_str())
             .unwrap_or_default(),
     };
-    let mut rules = Vec::new();
-    for (i, rule) in spec.rules.iter().enumerate() {
-        let path = format!("spec.rules[{i}]");
-        let fields = |value: serde_json::Value| -> BTreeMap<String, Vec<String>> {
-            value
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| {
-                    let values: Vec<String> = v
-                        .as_array()?
-                        .iter()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect();
-                    (!values.is_empty()).then(|| (k.clone(), values))
-                })
-                .collect()
-        };
-        let mut from = Vec::new();
-        for (j, f) in rule.from.iter().enumerate() {
-            let s = &f.source;
-            for (field, blocks) in [
-                ("ipBlocks", &s.ip_blocks),
-                ("notIpBlocks", &s.not_ip_blocks),
-                ("remoteIpBlocks", &s.remote_ip_blocks),
-                ("notRemoteIpBlocks", &s.not_remote_ip_blocks),
-            ] {
-                for (k, b) in blocks.iter().enumerate() {
-                    if !is_cidr(b) {
-                        check.invalid(
-                            format!("{path}.from[{j}].source.{field}[{k}]"),
-                            format!("{b:?} is not an IP address or CIDR"),
-                        );
-                    }
-                }
+    let rules = spec
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let path = format!("spec.rules[{i}]");
+            cfg::AuthorizationRule {
+                from: rule
+                    .from
+                    .iter()
+                    .enumerate()
+                    .map(|(j, f)| source(check, &format!("{path}.from[{j}].source"), &f.source))
+                    .collect(),
+                to: rule
+                    .to
+                    .iter()
+                    .enumerate()
+                    .map(|(j, t)| {
+                        operation(check, &format!("{path}.to[{j}].operation"), &t.operation)
+                    })
+                    .collect(),
+                when: rule
+                    .when
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, c)| condition(check, &format!("{path}.when[{j}]"), c))
+                    .collect(),
             }
-            from.push(fields(serde_json::to_value(s).unwrap_or_default()));
-        }
-        let mut to = Vec::new();
-        for (j, t) in rule.to.iter().enumerate() {
-            let o = &t.operation;
-            for (field, ports) in [("ports", &o.ports), ("notPorts", &o.not_ports)] {
-                for (k, p) in ports.iter().enumerate() {
-                    if p.parse::<u16>().map_or(true, |p| p == 0) {
-                        check.invalid(
-                            format!("{path}.to[{j}].operation.{field}[{k}]"),
-                            format!("{p:?} is not a port number"),
-                        );
-                    }
-                }
-            }
-            to.push(fields(serde_json::to_value(o).unwrap_or_default()));
-        }
-        let mut when = Vec::new();
-        for (j, c) in rule.when.iter().enumerate() {
-            if !CONDITION_KEYS.iter().any(|k| {
-                c.key == *k || (k.ends_with('[') && c.key.starts_with(k) && c.key.ends_with(']'))
-            }) {
-                check.invalid(
-                    format!("{path}.when[{j}].key"),
-                    format!("unknown attribute {:?}", c.key),
-                );
-            }
-            when.push(cfg::AuthorizationCondition {
-                key: c.key.clone(),
-                values: c.values.clone(),
-                not_values: c.not_values.clone(),
-            });
-        }
-        rules.push(cfg::AuthorizationRule { from, to, when });
-    }
+        })
+        .collect();
     (action, rules)
 }
 
-/// Attributes an AuthorizationPolicy condition may test.
-const CONDITION_KEYS: &[&str] = &[
-    "request.headers[",
-    "source.ip",
-    "remote.ip",
-    "source.namespace",
-    "source.principal",
-    "source.serviceAccount",
-    "request.auth.principal",
-    "request.auth.audiences",
-    "request.auth.presenter",
-    "request.auth.claims[",
-    "destination.ip",
-    "destination.port",
-    "connection.sni",
-];
+fn source(check: &mut Check, path: &str, s: &Source) -> cfg::Source {
+    for (field, blocks) in [
+        ("ipBlocks", &s.ip_blocks),
+        ("notIpBlocks", &s.not_ip_blocks),
+        ("remoteIpBlocks", &s.remote_ip_blocks),
+        ("notRemoteIpBlocks", &s.not_remote_ip_blocks),
+    ] {
+        for (k, b) in blocks.iter().enumerate() {
+            if !is_cidr(b) {
+                check.invalid(
+                    format!("{path}.{field}[{k}]"),
+                    format!("{b:?} is not an IP address or CIDR"),
+                );
+            }
+        }
+    }
+    for (field, values) in [
+        ("principals", &s.principals),
+        ("notPrincipals", &s.not_principals),
+    ] {
+        for (k, v) in values.iter().enumerate() {
+            if v.starts_with("spiffe://") {
+                check.invalid(
+                    format!("{path}.{field}[{k}]"),
+                    format!("{v:?}: principals are written without spiffe://, as <trust domain>/ns/<namespace>/sa/<account>"),
+                );
+            }
+        }
+    }
+    let source = cfg::Source {
+        principals: s.principals.clone(),
+        not_principals: s.not_principals.clone(),
+        request_principals: s.request_principals.clone(),
+        not_request_principals: s.not_request_principals.clone(),
+        namespaces: s.namespaces.clone(),
+        not_namespaces: s.not_namespaces.clone(),
+        ip_blocks: s.ip_blocks.clone(),
+        not_ip_blocks: s.not_ip_blocks.clone(),
+        remote_ip_blocks: s.remote_ip_blocks.clone(),
+        not_remote_ip_blocks: s.not_remote_ip_blocks.clone(),
+        service_accounts: s.service_accounts.clone(),
+        not_service_accounts: s.not_service_accounts.clone(),
+    };
+    if *s == Source::default() {
+        check.invalid(
+            path,
+            "set at least one field (an empty source would match anyone)",
+        );
+    }
+    for (field, values) in [
+        ("principals", &source.principals),
+        ("notPrincipals", &source.not_principals),
+        ("requestPrincipals", &source.request_principals),
+        ("notRequestPrincipals", &source.not_request_principals),
+        ("namespaces", &source.namespaces),
+        ("notNamespaces", &source.not_namespaces),
+        ("serviceAccounts", &source.service_accounts),
+        ("notServiceAccounts", &source.not_service_accounts),
+    ] {
+        wildcards(check, path, field, values);
+    }
+    source
+}
+
+fn operation(check: &mut Check, path: &str, o: &Operation) -> cfg::Operation {
+    let mut ports = |field: &str, values: &[String]| -> Vec<u16> {
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| match p.parse::<u16>() {
+                Ok(port) if port > 0 => Some(port),
+                _ => {
+                    check.invalid(
+                        format!("{path}.{field}[{k}]"),
+                        format!("{p:?} is not a port number"),
+                    );
+                    None
+                }
+            })
+            .collect()
+    };
+    let operation = cfg::Operation {
+        hosts: o.hosts.clone(),
+        not_hosts: o.not_hosts.clone(),
+        ports: ports("ports", &o.ports),
+        not_ports: ports("notPorts", &o.not_ports),
+        methods: o.methods.clone(),
+        not_methods: o.not_methods.clone(),
+        paths: o.paths.clone(),
+        not_paths: o.not_paths.clone(),
+    };
+    if *o == Operation::default() {
+        check.invalid(
+            path,
+            "set at least one field (an empty operation would match anything)",
+        );
+    }
+    for (field, values) in [
+        ("hosts", &operation.hosts),
+        ("notHosts", &operation.not_hosts),
+        ("methods", &operation.methods),
+        ("notMethods", &operation.not_methods),
+        ("paths", &operation.paths),
+        ("notPaths", &operation.not_paths),
+    ] {
+        wildcards(check, path, field, values);
+    }
+    operation
+}
+
+fn condition(check: &mut Check, path: &str, c: &Condition) -> Option<cfg::Condition> {
+    let key = match c.key.parse::<cfg::Attribute>() {
+        Ok(key) => key,
+        Err(error) => {
+            check.invalid(format!("{path}.key"), error);
+            return None;
+        }
+    };
+    if c.values.is_empty() && c.not_values.is_empty() {
+        check.invalid(path, "set values or notValues");
+    }
+    for (field, values) in [("values", &c.values), ("notValues", &c.not_values)] {
+        for (k, v) in values.iter().enumerate() {
+            let wrong = if key.is_address() {
+                (!is_cidr(v)).then(|| format!("{v:?} is not an IP address or CIDR"))
+            } else if key == cfg::Attribute::DestinationPort {
+                v.parse::<u16>()
+                    .is_err()
+                    .then(|| format!("{v:?} is not a port number"))
+            } else {
+                None
+            };
+            if let Some(wrong) = wrong {
+                check.invalid(format!("{path}.{field}[{k}]"), wrong);
+            }
+        }
+        if !key.is_address() && key != cfg::Attribute::DestinationPort {
+            wildcards(check, path, field, values);
+        }
+    }
+    Some(cfg::Condition {
+        key,
+        values: c.values.clone(),
+        not_values: c.not_values.clone(),
+    })
+}
+
+/// String values match exactly, by prefix (`abc*`), by suffix (`*abc`), or
+/// anything present (`*`): a `*` anywhere else is a mistake, not a pattern.
+fn wildcards(check: &mut Check, path: &str, field: &str, values: &[String]) {
+    for (k, v) in values.iter().enumerate() {
+        let stars = v.matches('*').count();
+        let at_an_end = v.starts_with('*') || v.ends_with('*');
+        if stars > 1 || (stars == 1 && !at_an_end) {
+            check.invalid(
+                format!("{path}.{field}[{k}]"),
+                format!("{v:?}: a wildcard is `*`, `prefix*` or `*suffix`"),
+            );
+        }
+    }
+}
 
 fn is_cidr(value: &str) -> bool {
-    let (address, prefix) = value.split_once('/').unwrap_or((value, ""));
-    match address.parse::<std::net::IpAddr>() {
-        Ok(ip) => {
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            prefix.is_empty() || prefix.parse::<u8>().is_ok_and(|p| p <= max)
-        }
-        Err(_) => false,
-    }
+    cfg::Cidr::parse(value).is_ok()
 }
 
 #[cfg(test)]
@@ -180,24 +265,38 @@ mod tests {
     }
 
     #[test]
-    fn rules_keep_their_fields() {
+    fn rules_keep_their_fields_typed() {
         let mut check = Check::default();
         let (action, rules) = convert(
             &spec(serde_json::json!({
                 "action": "DENY",
-                "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}],
+                "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"],
+                                                "ipBlocks": ["10.0.0.0/8"]}}],
                            "to": [{"operation": {"methods": ["POST"], "ports": ["8080"]}}],
-                           "when": [{"key": "request.headers[x-role]", "values": ["admin"]}]}]
+                           "when": [{"key": "request.headers[X-Role]", "values": ["admin"]},
+                                    {"key": "request.auth.claims[realm][roles]", "notValues": ["guest"]}]}]
             })),
             &mut check,
         );
         assert!(check.ok());
         assert_eq!(action, cfg::AuthorizationAction::Deny);
-        assert_eq!(rules[0].from[0]["principals"], ["cluster.local/ns/a/sa/b"]);
-        assert_eq!(rules[0].to[0]["methods"], ["POST"]);
-        assert_eq!(rules[0].when[0].key, "request.headers[x-role]");
-        assert!(meanwhile(action, true).is_some_and(|m| m.contains("fail closed")));
-        assert_eq!(meanwhile(cfg::AuthorizationAction::Allow, false), None);
+        assert_eq!(rules[0].from[0].principals, ["cluster.local/ns/a/sa/b"]);
+        assert_eq!(rules[0].from[0].ip_blocks, ["10.0.0.0/8"]);
+        assert_eq!(rules[0].to[0].methods, ["POST"]);
+        assert_eq!(rules[0].to[0].ports, [8080]);
+        assert_eq!(
+            rules[0].when[0].key,
+            cfg::Attribute::RequestHeader("x-role".into())
+        );
+        assert_eq!(
+            rules[0].when[1].key,
+            cfg::Attribute::AuthClaim(vec!["realm".into(), "roles".into()])
+        );
+        // Allow-all and allow-nothing stay as written.
+        let (_, all) = convert(&spec(serde_json::json!({"rules": [{}]})), &mut check);
+        assert_eq!(all, [cfg::AuthorizationRule::default()]);
+        let (_, nothing) = convert(&spec(serde_json::json!({})), &mut check);
+        assert!(nothing.is_empty() && check.ok());
     }
 
     #[test]
@@ -218,6 +317,38 @@ mod tests {
             (
                 serde_json::json!({"rules": [{"when": [{"key": "request.color", "values": ["red"]}]}]}),
                 "spec.rules[0].when[0].key: unknown attribute",
+            ),
+            (
+                serde_json::json!({"rules": [{"when": [{"key": "source.ip", "values": ["nope"]}]}]}),
+                "spec.rules[0].when[0].values[0]",
+            ),
+            (
+                serde_json::json!({"rules": [{"when": [{"key": "destination.port", "values": ["http"]}]}]}),
+                "spec.rules[0].when[0].values[0]",
+            ),
+            (
+                serde_json::json!({"rules": [{"when": [{"key": "source.namespace"}]}]}),
+                "spec.rules[0].when[0]: set values or notValues",
+            ),
+            (
+                serde_json::json!({"rules": [{"from": [{"source": {}}]}]}),
+                "spec.rules[0].from[0].source: set at least one field",
+            ),
+            (
+                serde_json::json!({"rules": [{"to": [{"operation": {}}]}]}),
+                "spec.rules[0].to[0].operation: set at least one field",
+            ),
+            (
+                serde_json::json!({"rules": [{"to": [{"operation": {"ports": ["0"]}}]}]}),
+                "spec.rules[0].to[0].operation.ports[0]",
+            ),
+            (
+                serde_json::json!({"rules": [{"to": [{"operation": {"paths": ["/a/*/b"]}}]}]}),
+                "spec.rules[0].to[0].operation.paths[0]",
+            ),
+            (
+                serde_json::json!({"rules": [{"from": [{"source": {"principals": ["spiffe://cluster.local/ns/a/sa/b"]}}]}]}),
+                "spec.rules[0].from[0].source.principals[0]",
             ),
         ] {
             let mut check = Check::default();

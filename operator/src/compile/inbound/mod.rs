@@ -112,6 +112,12 @@ impl Inbound {
         }
         inbound.mtls.push(fallback);
 
+        inbound.authorization_defaults = cfg::AuthorizationDefaults {
+            deny_unless_allowed: state.input.mesh.authorization.default_action
+                == plexus_crds::mesh::DefaultAuthorization::Deny,
+            trusted_proxies: state.input.mesh.authorization.num_trusted_proxies,
+        };
+
         // Every matching authorization, authentication and rate limit applies.
         let levels: &[&Policies] = if is_root { &[own] } else { &[root, own] };
         for level in levels {

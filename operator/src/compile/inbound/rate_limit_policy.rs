@@ -1,6 +1,6 @@
 //! RateLimitPolicy (and the EnvoyFilter local rate limits `plexus convert`
-//! turns into it): token buckets of the workloads it selects. The proxy
-//! limits nothing yet: the capability list enforces nothing of it.
+//! turns into it): token buckets of the workloads it selects, kept by each
+//! selected proxy (the proxy's `policy::rate_limit`).
 
 use std::collections::BTreeMap;
 
@@ -20,7 +20,6 @@ pub(super) fn compile(state: &mut State<'_>, namespaces: &mut BTreeMap<String, P
         let mut check = Check::default();
         let selector = spec.selector.as_ref().map(|s| s.match_labels.clone());
         let mut limit = convert(spec, &mut check);
-        check.meanwhile = Some("Meanwhile no request is limited.".into());
         if state.judge(&key, rl.metadata.generation, check.finish(key.kind, spec)) {
             limit.name = key.origin();
             limit.selector = selector.clone().unwrap_or_default();
@@ -58,7 +57,11 @@ fn convert(spec: &RateLimitPolicySpec, check: &mut Check) -> cfg::RateLimit {
                 .map(|(j, m)| routes::http_match(check, &format!("{path}.match[{j}]"), m))
                 .collect(),
             bucket: bucket(check, &format!("{path}.tokenBucket"), &r.token_bucket),
-            per_source_identity: r.per_source_identity.unwrap_or(false),
+            // A route's own setting, else the policy's.
+            per_source_identity: r
+                .per_source_identity
+                .or(spec.per_source_identity)
+                .unwrap_or(false),
         });
     }
     let status = spec.status_code.unwrap_or(429);
@@ -82,6 +85,7 @@ fn convert(spec: &RateLimitPolicySpec, check: &mut Check) -> cfg::RateLimit {
             "spec.enforcedPercent",
             spec.enforced_percent.unwrap_or(100.0),
         ),
+        stat_prefix: spec.stat_prefix.clone().unwrap_or_default(),
     }
 }
 
@@ -95,9 +99,13 @@ fn bucket(check: &mut Check, path: &str, b: &TokenBucket) -> cfg::TokenBucket {
     if fill == 0 {
         check.invalid(format!("{path}.fillInterval"), "must be longer than 0");
     }
+    if b.tokens_per_fill == Some(0) {
+        check.invalid(format!("{path}.tokensPerFill"), "must be at least 1");
+    }
     cfg::TokenBucket {
         max_tokens: b.max_tokens,
-        tokens_per_fill: b.tokens_per_fill.unwrap_or(b.max_tokens),
+        // As Envoy's: one token a fill unless said otherwise.
+        tokens_per_fill: b.tokens_per_fill.unwrap_or(1),
         fill_interval_ms: fill,
     }
 }
@@ -121,7 +129,7 @@ mod tests {
             limit.bucket,
             Some(cfg::TokenBucket {
                 max_tokens: 10,
-                tokens_per_fill: 10,
+                tokens_per_fill: 1,
                 fill_interval_ms: 1000
             })
         );
