@@ -50,7 +50,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.config_dir.clone(),
         settings.identity_dir.clone(),
         metrics.clone(),
-    );
+    )
+    .with_labels(pod_labels(&settings.podinfo_dir));
     if let (Some(namespace), Some(account)) = (&settings.namespace, &settings.service_account) {
         state = state.expect_identity(namespace, account);
     }
@@ -79,8 +80,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         Box::new(Static(statics))
     };
-    let labels = pod_labels(&settings.podinfo_dir);
-    let ctx = Arc::new(Ctx::new(state.clone(), labels, original));
+    let ctx = Arc::new(Ctx::new(state.clone(), original));
     for (listener, direction) in [
         (inbound, Direction::Inbound),
         (outbound, Direction::Outbound),

@@ -4,6 +4,7 @@
 //! same objects while it is live (`watch`). An update that does not parse is
 //! rejected: the last good one stays in force, a log line and a metric say so.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -12,16 +13,18 @@ use plexus_config::ProxyConfig;
 use plexus_config::sidecar::{CA_CERT_KEY, CONFIG_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 
 use crate::balance::{Cluster, Clusters};
+use crate::policy;
 use crate::routing::Table;
 use crate::telemetry::Metrics;
 use crate::tls::{Tls, parse_identity};
 
-/// A configuration in force: the routing table compiled from it and the
-/// live balance state of its clusters.
+/// A configuration in force: the routing table compiled from it, the
+/// live balance state of its clusters, and this pod's inbound policy.
 #[derive(Debug)]
 pub struct Snapshot {
     pub table: Table,
     pub clusters: Clusters,
+    pub inbound: policy::Inbound,
 }
 
 impl Snapshot {
@@ -65,6 +68,8 @@ pub struct ProxyState {
     /// `/ns/<namespace>/sa/<account>`: the identity a certificate must
     /// carry (any trust domain), when the pod's account is known.
     expected_identity: Option<String>,
+    /// The pod's labels: policies and routes select workloads by them.
+    labels: BTreeMap<String, String>,
     current: RwLock<Current>,
     draining: AtomicBool,
     api_config: AtomicBool,
@@ -78,6 +83,7 @@ impl ProxyState {
             identity_dir,
             metrics,
             expected_identity: None,
+            labels: BTreeMap::new(),
             current: RwLock::default(),
             draining: AtomicBool::new(false),
             api_config: AtomicBool::new(false),
@@ -90,6 +96,16 @@ impl ProxyState {
     pub fn expect_identity(mut self, namespace: &str, account: &str) -> Self {
         self.expected_identity = Some(format!("/ns/{namespace}/sa/{account}"));
         self
+    }
+
+    /// The pod's labels, which its policies are selected by.
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
 
     pub fn config(&self) -> Option<Arc<ProxyConfig>> {
@@ -193,11 +209,20 @@ impl ProxyState {
         if self.current.read().is_ok_and(|c| c.config_bytes == bytes) {
             return;
         }
+        let previous = self.snapshot();
         let compiled = ProxyConfig::from_gzip(&bytes)
             .map_err(|e| e.to_string())
-            .and_then(|config| Table::new(Arc::new(config)).map_err(|e| e.to_string()));
+            .and_then(|config| {
+                let inbound = policy::Inbound::new(
+                    &config,
+                    &self.labels,
+                    previous.as_ref().map(|s| &s.inbound),
+                )?;
+                let table = Table::new(Arc::new(config)).map_err(|e| e.to_string())?;
+                Ok((table, inbound))
+            });
         match compiled {
-            Ok(table) => {
+            Ok((table, inbound)) => {
                 let version = digest(&bytes);
                 tracing::info!(services = table.config.services.len(), %version, origin,
                     "configuration loaded");
@@ -205,7 +230,11 @@ impl ProxyState {
                 if let Ok(mut current) = self.current.write() {
                     let previous = current.snapshot.as_ref().map(|s| &s.clusters);
                     let clusters = Clusters::new(&table, previous);
-                    current.snapshot = Some(Arc::new(Snapshot { table, clusters }));
+                    current.snapshot = Some(Arc::new(Snapshot {
+                        table,
+                        clusters,
+                        inbound,
+                    }));
                     current.config_version = Some(version);
                     current.config_bytes = bytes;
                 }

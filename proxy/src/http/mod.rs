@@ -59,13 +59,15 @@ impl Failure {
 
 /// The request's authority: the URI's (HTTP/2, absolute form) or Host.
 pub fn authority<B>(request: &Request<B>) -> String {
-    request
-        .uri()
-        .authority()
+    authority_of(request.uri(), request.headers())
+}
+
+/// [`authority`] of a request's head.
+pub fn authority_of(uri: &http::Uri, headers: &http::HeaderMap) -> String {
+    uri.authority()
         .map(|a| a.as_str().to_owned())
         .or_else(|| {
-            request
-                .headers()
+            headers
                 .get(HOST)
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned)

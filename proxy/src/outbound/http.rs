@@ -141,7 +141,7 @@ impl Call<'_> {
             headers: &parts.headers,
         };
         let source = Source {
-            labels: &self.ctx.labels,
+            labels: self.ctx.labels(),
             namespace: &table.config.namespace,
         };
         let route = table.route(service, &info, &source);

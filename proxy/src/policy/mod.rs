@@ -1,151 +1,100 @@
-//! This pod's inbound policy, evaluated against its own labels: the mTLS
-//! mode of a port (PeerAuthentication) and what authorization decides for
-//! a connection (AuthorizationPolicy).
+//! This pod's inbound policy, compiled from the configuration in force for
+//! the pod's own labels, once per configuration version: the mTLS mode of
+//! each port (PeerAuthentication), authentication (RequestAuthentication,
+//! [`jwt`]), authorization (AuthorizationPolicy, [`authz`]) and local rate
+//! limits ([`rate_limit`]). Verified tokens and rate-limit buckets outlive
+//! a version (a new one takes them over); everything else is rebuilt.
 //!
-//! The proxy does not evaluate authorization rules yet, and fails closed on
-//! them: a DENY policy with rules denies everything, and with any ALLOW
-//! policy selecting the pod nothing is allowed (an ALLOW policy without
-//! rules allows nothing, as in Istio; one with rules cannot be shown to
-//! match). AUDIT policies change no decision. The operator reports such
-//! policies `Programmed=False` (NotEnforced).
+//! The inbound pipeline (`inbound::http`) runs them in Istio's order:
+//! path normalization ([`path`]), authentication, authorization, rate
+//! limits, then the app.
+
+pub mod attributes;
+pub mod authz;
+pub mod counters;
+pub mod jwt;
+pub mod matcher;
+pub mod path;
+pub mod rate_limit;
 
 use std::collections::BTreeMap;
 
-use plexus_config::{AuthorizationAction, MtlsMode, ProxyConfig, selects};
+use plexus_config::{MtlsMode, MtlsRule, ProxyConfig, selects};
 
-/// The workload's mTLS mode on `port`: the first rule selecting its labels
-/// (the last one selects every workload); PERMISSIVE without a configuration.
-pub fn mtls_mode(
-    config: Option<&ProxyConfig>,
-    labels: &BTreeMap<String, String>,
-    port: u16,
-) -> MtlsMode {
-    config
-        .and_then(|c| {
-            c.inbound
-                .mtls
-                .iter()
-                .find(|rule| selects(&rule.selector, labels))
-        })
-        .map(|rule| rule.ports.get(&port).copied().unwrap_or(rule.mode))
-        .unwrap_or(MtlsMode::Permissive)
+pub use attributes::{Attributes, HttpAttributes, Peer};
+pub use authz::{Authorizer, Denial, Verdict};
+pub use counters::Counters;
+pub use jwt::{Authenticator, Claims, Outcome};
+pub use rate_limit::Limiter;
+
+/// The inbound policy of this pod under one configuration version.
+#[derive(Debug, Default)]
+pub struct Inbound {
+    mtls: Option<MtlsRule>,
+    pub authz: Authorizer,
+    pub jwt: Authenticator,
+    pub limits: Limiter,
 }
 
-/// What authorization decides for the pod's inbound traffic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    Deny {
-        /// The deciding policy, `AuthorizationPolicy/<namespace>/<name>`.
-        policy: String,
-        /// `allow-nothing` or `not-enforced` (rules it cannot evaluate).
-        reason: &'static str,
-    },
-}
-
-/// The decision for a pod with `labels` under `config`'s policies.
-pub fn authorize(config: Option<&ProxyConfig>, labels: &BTreeMap<String, String>) -> Decision {
-    let Some(config) = config else {
-        return Decision::Allow;
-    };
-    let selecting = || {
-        config
-            .inbound
-            .authorization
+impl Inbound {
+    /// Compiles what of `config` selects a pod with `labels`; `previous`
+    /// (the version in force until now) hands over its tokens and buckets.
+    pub fn new(
+        config: &ProxyConfig,
+        labels: &BTreeMap<String, String>,
+        previous: Option<&Inbound>,
+    ) -> Result<Self, String> {
+        let inbound = &config.inbound;
+        let mtls = inbound
+            .mtls
             .iter()
-            .filter(|p| selects(&p.selector, labels))
-    };
-    let deny = |policy: &plexus_config::AuthorizationPolicy, reason| Decision::Deny {
-        policy: policy.name.clone(),
-        reason,
-    };
-    if let Some(policy) =
-        selecting().find(|p| p.action == AuthorizationAction::Deny && !p.rules.is_empty())
-    {
-        return deny(policy, "not-enforced");
+            .find(|rule| selects(&rule.selector, labels))
+            .cloned();
+        let authz = Authorizer::new(
+            inbound
+                .authorization
+                .iter()
+                .filter(|p| selects(&p.selector, labels)),
+            &inbound.authorization_defaults,
+            &config.trust_domain,
+        )?;
+        let jwt = Authenticator::new(
+            inbound
+                .authentication
+                .iter()
+                .filter(|p| selects(&p.selector, labels)),
+            previous.map(|p| &p.jwt),
+        )?;
+        let limits = Limiter::new(
+            inbound
+                .rate_limits
+                .iter()
+                .filter(|l| selects(&l.selector, labels)),
+            previous.map(|p| &p.limits),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Self {
+            mtls,
+            authz,
+            jwt,
+            limits,
+        })
     }
-    let allows: Vec<_> = selecting()
-        .filter(|p| p.action == AuthorizationAction::Allow)
-        .collect();
-    match allows.iter().find(|p| !p.rules.is_empty()) {
-        Some(policy) => deny(policy, "not-enforced"),
-        None => match allows.first() {
-            Some(policy) => deny(policy, "allow-nothing"),
-            None => Decision::Allow,
-        },
+
+    /// The mTLS mode of `port`: the first rule selecting the pod (the last
+    /// one selects every workload); PERMISSIVE without one.
+    pub fn mtls_mode(&self, port: u16) -> MtlsMode {
+        self.mtls.as_ref().map_or(MtlsMode::Permissive, |rule| {
+            rule.ports.get(&port).copied().unwrap_or(rule.mode)
+        })
+    }
+
+    /// Whether requests must be read as HTTP for the policies to act on
+    /// them (plaintext callers included).
+    pub fn needs_http(&self) -> bool {
+        !self.authz.is_empty() || !self.jwt.is_empty() || !self.limits.is_empty()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use plexus_config::{AuthorizationPolicy, AuthorizationRule, Inbound};
-
-    fn policy(
-        name: &str,
-        app: &str,
-        action: AuthorizationAction,
-        rules: usize,
-    ) -> AuthorizationPolicy {
-        AuthorizationPolicy {
-            name: format!("AuthorizationPolicy/demo/{name}"),
-            selector: [("app".to_owned(), app.to_owned())].into(),
-            action,
-            rules: vec![AuthorizationRule::default(); rules],
-        }
-    }
-
-    fn decide(policies: Vec<AuthorizationPolicy>) -> Decision {
-        let config = ProxyConfig {
-            inbound: Inbound {
-                authorization: policies,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let labels = [("app".to_owned(), "web".to_owned())].into();
-        authorize(Some(&config), &labels)
-    }
-
-    #[test]
-    fn fails_closed_on_rules_it_cannot_evaluate() {
-        use AuthorizationAction::*;
-        assert_eq!(decide(vec![]), Decision::Allow);
-        // Policies for other workloads, DENY or AUDIT without rules: nothing.
-        assert_eq!(
-            decide(vec![
-                policy("other", "db", Allow, 0),
-                policy("deny-none", "web", Deny, 0),
-                policy("audit", "web", Audit, 1),
-            ]),
-            Decision::Allow
-        );
-        assert_eq!(
-            decide(vec![policy("nothing", "web", Allow, 0)]),
-            Decision::Deny {
-                policy: "AuthorizationPolicy/demo/nothing".into(),
-                reason: "allow-nothing"
-            }
-        );
-        assert_eq!(
-            decide(vec![
-                policy("nothing", "web", Allow, 0),
-                policy("get-only", "web", Allow, 1)
-            ]),
-            Decision::Deny {
-                policy: "AuthorizationPolicy/demo/get-only".into(),
-                reason: "not-enforced"
-            }
-        );
-        assert_eq!(
-            decide(vec![
-                policy("get-only", "web", Allow, 1),
-                policy("deny-admin", "web", Deny, 1)
-            ]),
-            Decision::Deny {
-                policy: "AuthorizationPolicy/demo/deny-admin".into(),
-                reason: "not-enforced"
-            }
-        );
-    }
-}
+mod tests;

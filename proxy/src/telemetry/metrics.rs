@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::policy::PolicyMetrics;
+
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Direction {
     Inbound,
@@ -53,16 +55,6 @@ pub struct PeerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: String,
-}
-
-/// An inbound connection or request an authorization policy refused.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeniedLabels {
-    /// The policy, `AuthorizationPolicy/<namespace>/<name>`.
-    pub policy: String,
-    /// `allow-nothing` (an ALLOW policy without rules), or `not-enforced`
-    /// (a policy whose rules the proxy cannot evaluate yet: it fails closed).
-    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,8 +108,8 @@ pub struct Metrics {
     pub tcp_active: Gauge,
     pub tcp_refused: Family<RefusedLabels, Counter>,
     pub tcp_mtls: Family<PeerLabels, Counter>,
-    /// Refused by an authorization policy.
-    pub authz_denied: Family<DeniedLabels, Counter>,
+    /// What the inbound policies did.
+    pub policy: PolicyMetrics,
     pub reloads: Family<ReloadLabels, Counter>,
     registry: Registry,
 }
@@ -137,7 +129,7 @@ impl Default for Metrics {
             tcp_active: Gauge::default(),
             tcp_refused: Family::default(),
             tcp_mtls: Family::default(),
-            authz_denied: Family::default(),
+            policy: PolicyMetrics::default(),
             reloads: Family::default(),
             registry: Registry::default(),
         };
@@ -196,11 +188,7 @@ impl Default for Metrics {
             "Connections carried over mTLS, by the peer's SPIFFE identity",
             metrics.tcp_mtls.clone(),
         );
-        registry.register(
-            "authz_denied",
-            "Inbound connections and requests refused by an authorization policy",
-            metrics.authz_denied.clone(),
-        );
+        metrics.policy.register(&mut registry);
         registry.register(
             "reloads",
             "Configuration and certificate updates read, by result",
@@ -218,18 +206,6 @@ impl Metrics {
         self.reloads
             .get_or_create(&ReloadLabels { source, result })
             .inc();
-    }
-
-    /// Counts a connection or request authorization denied, and logs it
-    /// with the deciding policy (never told to the caller).
-    pub fn denied(&self, policy: &str, reason: &'static str) {
-        self.authz_denied
-            .get_or_create(&DeniedLabels {
-                policy: policy.to_owned(),
-                reason,
-            })
-            .inc();
-        tracing::info!(%policy, reason, "inbound traffic denied by authorization");
     }
 
     /// Counts an answered request and its latency.

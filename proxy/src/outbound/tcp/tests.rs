@@ -13,7 +13,11 @@ fn config() -> ProxyConfig {
 fn snapshot(config: ProxyConfig) -> Snapshot {
     let table = Table::new(Arc::new(config)).expect("compiles");
     let clusters = Clusters::new(&table, None);
-    Snapshot { table, clusters }
+    Snapshot {
+        table,
+        clusters,
+        inbound: Default::default(),
+    }
 }
 
 #[test]
