@@ -100,14 +100,17 @@ pub fn serve(
     original: SocketAddr,
     labels: BTreeMap<String, String>,
 ) -> (SocketAddr, Arc<ProxyState>) {
-    let state = Arc::new(ProxyState::new(
-        dir.join("config"),
-        dir.join("identity"),
-        Arc::new(Metrics::default()),
-    ));
+    let state = Arc::new(
+        ProxyState::new(
+            dir.join("config"),
+            dir.join("identity"),
+            Arc::new(Metrics::default()),
+        )
+        .with_labels(labels),
+    );
     state.reload();
     assert!(state.not_ready().is_none(), "{:?}", state.not_ready());
-    let ctx = Arc::new(Ctx::new(state.clone(), labels, Box::new(Fixed(original))));
+    let ctx = Arc::new(Ctx::new(state.clone(), Box::new(Fixed(original))));
     let addr = listener.local_addr().expect("address");
     let (_stop, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -137,6 +140,17 @@ pub async fn exchange(addr: SocketAddr, message: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let _ = stream.write_all(message).await;
     let _ = stream.shutdown().await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    answer
+}
+
+/// Sends an HTTP/1.1 `message` with `connection: close` and returns all
+/// it reads until the other side closes, without half-closing first (an
+/// HTTP server may take a half-close for a client that is gone).
+pub async fn converse(addr: SocketAddr, message: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(message).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     answer
@@ -267,6 +281,11 @@ pub struct AppLog {
 }
 
 impl AppLog {
+    /// Requests served, whatever their path.
+    pub fn total(&self) -> u64 {
+        self.requests.lock().expect("log").values().sum()
+    }
+
     pub fn served(&self, path: &str) -> u64 {
         self.requests
             .lock()

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 
 use plexus_config::ProxyConfig;
 use plexus_operator::ca::{CertifiedKey, SpiffeId, generate_root, issue_workload};
+use plexus_operator::compile::FetchedJwks;
 use plexus_proxy::state::ProxyState;
 use plexus_proxy::telemetry::Direction;
 use serde::Deserialize;
@@ -78,8 +79,12 @@ pub struct World {
     pub configs: BTreeMap<String, ProxyConfig>,
     /// The verdicts the operator gave, by `Kind/namespace/name`.
     pub verdicts: BTreeMap<String, (bool, String)>,
+    /// The Programmed conditions: status, reason, message.
+    pub programmed: BTreeMap<String, (bool, String, String)>,
     /// The Pods, Namespaces and Services, for recompiling.
     objects: Vec<Value>,
+    /// What the operator fetched from `jwksUri`s.
+    jwks: BTreeMap<String, FetchedJwks>,
     /// Every proxy's state and namespace, for new configurations.
     proxies: Vec<(String, Arc<ProxyState>)>,
     name: String,
@@ -169,6 +174,17 @@ impl World {
         services: Vec<Value>,
         resources: impl FnOnce(&Ports) -> String,
     ) -> World {
+        Self::start_with_jwks(name, workloads, services, resources, BTreeMap::new()).await
+    }
+
+    /// [`World::start`], with what the operator fetched from `jwksUri`s.
+    pub async fn start_with_jwks(
+        name: &str,
+        workloads: &[Workload],
+        services: Vec<Value>,
+        resources: impl FnOnce(&Ports) -> String,
+        jwks: BTreeMap<String, FetchedJwks>,
+    ) -> World {
         let mut objects: Vec<Value> = ["demo", "other"]
             .iter()
             .map(|ns| {
@@ -192,18 +208,21 @@ impl World {
         objects.extend(services);
         let base = objects.clone();
         objects.extend(yaml(&resources(&ports)));
-        let (input, output) = compile(objects);
+        let (input, output) = compile(objects, &jwks);
         // The Mesh's trust domain (cluster.local unless a Mesh says otherwise).
         let trust_domain = input.mesh.trust_domain.clone();
         let root = generate_root(&trust_domain, SystemTime::now(), DAY).expect("root");
         let verdicts = verdicts(&output);
+        let programmed = programmed(&input, &output);
         let mut world = World {
             root,
             trust_domain,
             servers: BTreeMap::new(),
             configs: output.configs,
             verdicts,
+            programmed,
             objects: base,
+            jwks,
             proxies: Vec::new(),
             name: name.to_owned(),
             dirs: Vec::new(),
@@ -254,7 +273,19 @@ impl World {
         pod_labels: &[(&str, &str)],
         original: &str,
     ) -> (SocketAddr, Arc<ProxyState>) {
-        let dir = self.volumes(&format!("client-{}", self.dirs.len()), namespace, "client");
+        self.client_as(namespace, "client", pod_labels, original)
+            .await
+    }
+
+    /// [`World::client`] running as ServiceAccount `account`.
+    pub async fn client_as(
+        &mut self,
+        namespace: &str,
+        account: &str,
+        pod_labels: &[(&str, &str)],
+        original: &str,
+    ) -> (SocketAddr, Arc<ProxyState>) {
+        let dir = self.volumes(&format!("client-{}", self.dirs.len()), namespace, account);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let original: SocketAddr = original.parse().expect("an address");
         assert!(original.ip().is_loopback(), "tests dial loopback only");
@@ -275,12 +306,18 @@ impl World {
     pub fn apply(&mut self, resources: &str) {
         let mut objects = self.objects.clone();
         objects.extend(yaml(resources));
-        let (_, output) = compile(objects);
+        let (input, output) = compile(objects, &self.jwks);
         self.verdicts = verdicts(&output);
+        self.programmed = programmed(&input, &output);
         self.configs = output.configs;
         for (namespace, state) in &self.proxies {
             state.apply_config(self.configs[namespace].to_gzip(), "the test");
         }
+    }
+
+    /// What the operator fetched from `jwksUri`s, for the next [`World::apply`].
+    pub fn set_jwks(&mut self, jwks: BTreeMap<String, FetchedJwks>) {
+        self.jwks = jwks;
     }
 
     /// Fails unless the operator accepted `Kind/namespace/name` and the
@@ -308,13 +345,15 @@ impl World {
 /// The operator's compiler over `objects`.
 fn compile(
     objects: Vec<Value>,
+    jwks: &BTreeMap<String, FetchedJwks>,
 ) -> (
     plexus_operator::compile::Input,
     plexus_operator::compile::Output,
 ) {
-    let input =
+    let mut input =
         plexus_operator::snapshot::input_from_objects(objects, "plexus-system", "cluster.local")
             .expect("the objects convert");
+    input.jwks = jwks.clone();
     let output = plexus_operator::compile::compile(&input);
     (input, output)
 }
@@ -327,6 +366,21 @@ fn verdicts(output: &plexus_operator::compile::Output) -> BTreeMap<String, (bool
         .map(|(key, verdict)| {
             let accepted = verdict.accepted();
             (key.origin(), (accepted.status, accepted.message))
+        })
+        .collect()
+}
+
+/// The Programmed condition of every resource, by `Kind/namespace/name`.
+fn programmed(
+    input: &plexus_operator::compile::Input,
+    output: &plexus_operator::compile::Output,
+) -> BTreeMap<String, (bool, String, String)> {
+    output
+        .verdicts
+        .iter()
+        .map(|(key, verdict)| {
+            let p = verdict.programmed(&input.injected);
+            (key.origin(), (p.status, p.reason, p.message))
         })
         .collect()
 }
