@@ -4,8 +4,9 @@
 //! (`demo/app.yaml`) and its Istio-style routing rules (`demo/routing/`).
 //! Asserts injection, Ready pods, mTLS identities in the proxies' metrics,
 //! the 90/10 canary, the `end-user: jason` header route, retries, timeouts,
-//! CRD status as `kubectl get` prints it, and that `helm uninstall` leaves
-//! nothing but the CRDs.
+//! CRD status as `kubectl get` prints it, security policy (`security`:
+//! authorization, JWT with keys from an issuer pod, rate limits), and that
+//! `helm uninstall` leaves nothing but the CRDs.
 //!
 //! Cluster-agnostic (`KUBECONFIG`; the images must be on the nodes); run by
 //! e2e/run-tests.sh, which installs the pinned Helm (`PLEXUS_HELM`).
@@ -19,13 +20,25 @@ use kube::{Client, ResourceExt};
 use plexus_e2e::demo::{self, PRODUCTPAGE, percent};
 use plexus_e2e::{apply_crds, client, in_namespace};
 
+#[path = "mesh/security.rs"]
+mod security;
+
+/// The install's settings: key sets are fetched every 5 s (a rotation at
+/// the issuer pod is followed quickly), and only from in-cluster Services.
+const INSTALL: [&str; 4] = [
+    "--set",
+    "operator.jwks.refreshSeconds=5",
+    "--set",
+    "operator.jwks.allowedHosts={*.svc.cluster.local}",
+];
+
 #[tokio::test]
 #[ignore = "needs a cluster (KUBECONFIG) with the project's images: e2e/run-tests.sh"]
 async fn the_chart_installs_a_working_mesh_and_uninstalls_cleanly() -> anyhow::Result<()> {
     let client = client().await?;
     apply_crds(&client).await?;
     rendered_chart_applies_server_side()?;
-    let installed = demo::helm_install(&[]).context("helm install");
+    let installed = demo::helm_install(&INSTALL).context("helm install");
     let outcome = match installed {
         Ok(_) => {
             in_namespace(&client, "e2e-mesh", |namespace| {
@@ -160,6 +173,7 @@ async fn mesh_works(client: &Client, namespace: &str) -> anyhow::Result<()> {
     mtls_identities_in_metrics(client, namespace).await?;
     retries_and_timeouts(client, namespace).await?;
     status_in_kubectl_get(namespace).await?;
+    security::policies_are_enforced(client, namespace).await?;
     Ok(())
 }
 

@@ -17,20 +17,35 @@
 //! (through the pod's sidecar, when meshed), propagating `end-user` (or
 //! setting it to NAME) and `x-request-id`, and answers with the versions
 //! and status codes that came back, and every `service:version` seen in the
-//! answers' upstream trees. Configured by environment: `PORT` (8080),
-//! `SERVICE`, `VERSION`, `UPSTREAMS`, `POD_NAME`, `POD_NAMESPACE`.
+//! answers' upstream trees. `&method=POST` changes the method, each
+//! `&header=name:value` adds a header and `&token=T` sends
+//! `authorization: Bearer T`.
+//!
+//! `/tcp?addr=host:port&message=TEXT` opens a TCP connection (through the
+//! sidecar, when meshed), sends TEXT and answers with what came back before
+//! the connection closed or two seconds passed.
+//!
+//! `/jwks` is a key set store, for an issuer: PUT stores the body, GET
+//! answers it (404 until one is stored).
+//!
+//! Configured by environment: `PORT` (8080), `SERVICE`, `VERSION`,
+//! `UPSTREAMS`, `POD_NAME`, `POD_NAMESPACE`; `TCP_ECHO_PORT` also echoes
+//! TCP on that port; `LOG_REQUESTS=1` prints a line for every request
+//! answered (`request <method> <path?query> from <peer>`), so that a test
+//! can count what reached the app.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, Request};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Query, RawQuery, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone)]
 struct Identity {
@@ -72,12 +87,26 @@ async fn main() -> anyhow::Result<()> {
         upstreams,
         caller: caller.clone(),
         requests: AtomicU64::new(0),
+        log_requests: env_or("LOG_REQUESTS", "") == "1",
     });
+    if let Ok(port) = std::env::var("TCP_ECHO_PORT") {
+        let port: u16 = port
+            .parse()
+            .map_err(|e| anyhow::anyhow!("TCP_ECHO_PORT={port:?}: {e}"))?;
+        tokio::spawn(tcp_echo(port, server.log_requests));
+    }
+    let keys: Arc<Mutex<Option<String>>> = Arc::default();
+    let stored = keys.clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/call",
             get(move |query, headers| call(caller.clone(), query, headers)),
+        )
+        .route("/tcp", get(tcp_call))
+        .route(
+            "/jwks",
+            get(move || jwks_get(keys.clone())).put(move |body| jwks_put(stored.clone(), body)),
         )
         .fallback(move |connect, query, request| echo(server.clone(), connect, query, request));
     let listener =
@@ -101,6 +130,7 @@ struct Server {
     upstreams: Vec<axum::http::Uri>,
     caller: Caller,
     requests: AtomicU64,
+    log_requests: bool,
 }
 
 async fn echo(
@@ -111,6 +141,14 @@ async fn echo(
 ) -> Response {
     let identity = &server.identity;
     let nth = server.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if server.log_requests {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        println!("request {} {target} from {peer}", request.method());
+    }
     if let Some(delay) = query.get("delay") {
         match parse_delay(delay) {
             Some(delay) => tokio::time::sleep(delay).await,
@@ -143,7 +181,15 @@ async fn echo(
     let mut upstreams = Vec::with_capacity(server.upstreams.len());
     for uri in &server.upstreams {
         upstreams.push(
-            match get_json(&server.caller, uri.clone(), request.headers(), None).await {
+            match get_json(
+                &server.caller,
+                uri.clone(),
+                request.headers(),
+                None,
+                &Outgoing::default(),
+            )
+            .await
+            {
                 Ok((status, body)) => {
                     json!({"url": uri.to_string(), "status": status.as_u16(), "body": body})
                 }
@@ -178,11 +224,39 @@ const PROPAGATED: [&str; 2] = ["end-user", "x-request-id"];
 /// The most requests one `/call` makes.
 const MAX_CALLS: u32 = 20_000;
 
-async fn call(
-    caller: Caller,
-    Query(query): Query<BTreeMap<String, String>>,
-    incoming: HeaderMap,
-) -> Response {
+async fn call(caller: Caller, RawQuery(raw): RawQuery, incoming: HeaderMap) -> Response {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let query: BTreeMap<String, String> = pairs.iter().cloned().collect();
+    let method = match query
+        .get("method")
+        .map(|m| Method::from_bytes(m.as_bytes()))
+    {
+        None => Method::GET,
+        Some(Ok(method)) => method,
+        Some(Err(_)) => return bad_request("method: not an HTTP method".into()),
+    };
+    let mut extra = Vec::new();
+    for (key, value) in &pairs {
+        let header = match key.as_str() {
+            "header" => value
+                .split_once(':')
+                .map(|(n, v)| (n.trim(), v.trim().to_owned())),
+            "token" => Some(("authorization", format!("Bearer {value}"))),
+            _ => continue,
+        };
+        match header.and_then(|(n, v)| {
+            Some((
+                HeaderName::from_bytes(n.as_bytes()).ok()?,
+                HeaderValue::try_from(v).ok()?,
+            ))
+        }) {
+            Some(header) => extra.push(header),
+            None => return bad_request(format!("{key}={value:?}: not a header")),
+        }
+    }
+    let request = Outgoing { method, extra };
     let Some(url) = query.get("url") else {
         return bad_request("url= is required".into());
     };
@@ -200,7 +274,7 @@ async fn call(
     let mut errors = BTreeMap::<String, u32>::new();
     let mut services = BTreeMap::<String, u32>::new();
     for _ in 0..count {
-        match get_json(&caller, uri.clone(), &incoming, user).await {
+        match get_json(&caller, uri.clone(), &incoming, user, &request).await {
             Ok((status, body)) => {
                 *statuses.entry(status.as_u16().to_string()).or_default() += 1;
                 let version = body
@@ -221,7 +295,14 @@ async fn call(
 /// How long one call to another service may take.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// GETs `uri`, propagating `end-user` (or setting it to `user`) and
+/// How a `/call` request differs from a plain GET.
+#[derive(Default)]
+struct Outgoing {
+    method: Method,
+    extra: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Requests `uri`, propagating `end-user` (or setting it to `user`) and
 /// `x-request-id` from `incoming`; the status and the body as JSON (null
 /// when it is not JSON).
 async fn get_json(
@@ -229,9 +310,15 @@ async fn get_json(
     uri: axum::http::Uri,
     incoming: &HeaderMap,
     user: Option<&str>,
+    outgoing: &Outgoing,
 ) -> Result<(StatusCode, serde_json::Value), String> {
     use http_body_util::BodyExt;
-    let mut request = axum::http::Request::get(uri);
+    let mut request = axum::http::Request::builder()
+        .method(outgoing.method.clone())
+        .uri(uri);
+    for (name, value) in &outgoing.extra {
+        request = request.header(name, value);
+    }
     for name in PROPAGATED {
         if let Some(value) = incoming.get(name) {
             request = request.header(name, value);
@@ -299,6 +386,94 @@ fn parse_delay(text: &str) -> Option<std::time::Duration> {
         "ms" => Some(std::time::Duration::from_millis(number)),
         "s" => Some(std::time::Duration::from_secs(number)),
         _ => None,
+    }
+}
+
+/// Echoes every TCP connection to `port` back to its sender.
+async fn tcp_echo(port: u16, log: bool) {
+    let listener = match tokio::net::TcpListener::bind(SocketAddr::from((
+        Ipv4Addr::UNSPECIFIED,
+        port,
+    )))
+    .await
+    {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("TCP_ECHO_PORT {port}: {error}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("test-server echoing TCP on :{port}");
+    while let Ok((mut stream, peer)) = listener.accept().await {
+        if log {
+            println!("tcp connection to :{port} from {peer}");
+        }
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buffer).await {
+                if n == 0 || stream.write_all(&buffer[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// How long `/tcp` waits for the echo.
+const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn tcp_call(Query(query): Query<BTreeMap<String, String>>) -> Response {
+    let (Some(addr), Some(message)) = (query.get("addr"), query.get("message")) else {
+        return bad_request("addr= and message= are required".into());
+    };
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr.as_str())
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream
+            .write_all(message.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut echoed = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while echoed.len() < message.len() {
+            match stream.read(&mut buffer).await {
+                Ok(0) => break,
+                Ok(n) => echoed.extend_from_slice(&buffer[..n]),
+                Err(e) if echoed.is_empty() => return Err(format!("read: {e}")),
+                Err(_) => break,
+            }
+        }
+        Ok::<_, String>(String::from_utf8_lossy(&echoed).into_owned())
+    };
+    let answer = match tokio::time::timeout(TCP_TIMEOUT, exchange).await {
+        Ok(Ok(echo)) => json!({"echo": echo}),
+        Ok(Err(error)) => json!({"echo": "", "error": error}),
+        Err(_) => json!({"echo": "", "error": format!("no echo within {TCP_TIMEOUT:?}")}),
+    };
+    Json(answer).into_response()
+}
+
+async fn jwks_get(keys: Arc<Mutex<Option<String>>>) -> Response {
+    let stored = keys.lock().map(|k| k.clone()).unwrap_or_default();
+    match stored {
+        Some(keys) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            keys,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no key set stored yet").into_response(),
+    }
+}
+
+async fn jwks_put(keys: Arc<Mutex<Option<String>>>, body: String) -> Response {
+    match keys.lock() {
+        Ok(mut keys) => {
+            eprintln!("key set stored ({} bytes)", body.len());
+            *keys = Some(body);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
