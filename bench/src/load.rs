@@ -17,14 +17,24 @@ use tokio::net::TcpStream;
 use crate::procs::{Proc, rss};
 use crate::{Args, HOST};
 
+/// The `authorization` header every request carries, once set.
+static AUTHORIZATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every request from now on carry `Bearer <token>`.
+pub fn set_token(token: String) {
+    let _ = AUTHORIZATION.set(format!("Bearer {token}"));
+}
+
 /// One HTTP/1.1 request with a body, on a kept-alive connection.
 async fn send(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     body: &Bytes,
 ) -> anyhow::Result<()> {
-    let request = Request::post("/")
-        .header("host", HOST)
-        .body(Full::new(body.clone()))?;
+    let mut request = Request::post("/").header("host", HOST);
+    if let Some(authorization) = AUTHORIZATION.get() {
+        request = request.header("authorization", authorization.as_str());
+    }
+    let request = request.body(Full::new(body.clone()))?;
     let response = sender.send_request(request).await?;
     if !response.status().is_success() {
         bail!("status {}", response.status());
@@ -41,6 +51,16 @@ async fn connect(
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     Ok(sender)
+}
+
+/// `n` requests one after the other on one connection.
+pub async fn sequential(addr: SocketAddr, n: u64, body: &Bytes) -> anyhow::Result<()> {
+    let mut sender = connect(addr).await?;
+    for _ in 0..n {
+        sender.ready().await?;
+        send(&mut sender, body).await?;
+    }
+    Ok(())
 }
 
 /// Latency percentiles, microseconds.

@@ -91,6 +91,7 @@ pub async fn plexus_proxy(
     identity: &ca::CertifiedKey,
     root: &ca::CertifiedKey,
     original: (&str, SocketAddr),
+    callgrind: Option<&Path>,
 ) -> anyhow::Result<(Proc, u16)> {
     let config_dir = dir.join("config");
     let identity_dir = dir.join("identity");
@@ -102,7 +103,19 @@ pub async fn plexus_proxy(
     write(&identity_dir.join(CA_CERT_KEY), &root.cert_pem)?;
     let (inbound, outbound, admin) = (free_port()?, free_port()?, free_port()?);
     let log = std::fs::File::create(dir.join("proxy.log"))?;
-    let child = own_group(&mut Command::new(binary))
+    // Under callgrind (`--instructions`), the proxy is valgrind's guest.
+    let mut command = match callgrind {
+        Some(out) => {
+            let mut command = Command::new("valgrind");
+            command
+                .arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    let child = own_group(&mut command)
         .arg("run")
         .args(["--inbound-port", &inbound.to_string()])
         .args(["--outbound-port", &outbound.to_string()])
@@ -121,7 +134,8 @@ pub async fn plexus_proxy(
         .with_context(|| format!("starting {}", binary.display()))?;
     let proc = Proc { child };
     let ready = format!("127.0.0.1:{admin}");
-    for _ in 0..100 {
+    let tries = if callgrind.is_some() { 1200 } else { 100 };
+    for _ in 0..tries {
         if get_status(&ready, READY_PATH).await == Some(200) {
             let port = if original.0 == "--inbound-original-dst" {
                 inbound

@@ -112,3 +112,26 @@ pub fn free_port() -> anyhow::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// The instructions of a proxy's latest callgrind dump (the files
+/// `<out>`, `<out>.1`, ...: the newest).
+pub fn instructions(out: &std::path::Path) -> anyhow::Result<u64> {
+    let dir = out.parent().unwrap_or(std::path::Path::new("."));
+    let stem = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let newest = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&stem))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .ok_or_else(|| anyhow::anyhow!("no callgrind dump {}*", out.display()))?;
+    let text = std::fs::read_to_string(newest.path())?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary: ")
+                .or_else(|| l.strip_prefix("totals: "))
+        })
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no totals in {}", newest.path().display()))
+}

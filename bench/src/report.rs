@@ -97,3 +97,98 @@ pub fn report(args: &Args, direct: &Measured, plexus: &Measured, nginx: &Measure
         println!("  (some requests failed: see the errors column)");
     }
 }
+
+/// `--policy`: each measurement, then the policy's cost against none,
+/// averaged over the rounds: CPU per request of each proxy and of the pair
+/// (the policy runs in the server proxy), and the p99 it adds.
+pub fn policy_report(args: &Args, runs: &[(&str, Measured)]) {
+    let ms = |us: f64| us / 1000.0;
+    let per_1k = |cores: f64| cores / (args.rate as f64 / 1000.0);
+    println!(
+        "\nplexus-bench --policy: {} rps for {} s, {} B bodies; max throughput over {} connections for {} s",
+        args.rate, args.fixed_seconds, args.body, args.connections, args.max_seconds
+    );
+    println!(
+        "\n{:<7} {:>9} {:>9} {:>10} {:>16} {:>16} {:>8}",
+        "policy", "p50 ms", "p99 ms", "max rps", "client c/1k rps", "server c/1k rps", "errors"
+    );
+    let cores =
+        |m: &Measured, proxy: &str| m.proxies.iter().find(|p| p.0 == proxy).map_or(0.0, |p| p.2);
+    for (name, m) in runs {
+        println!(
+            "{:<7} {:>9.3} {:>9.3} {:>10.0} {:>16.3} {:>16.3} {:>8}",
+            name,
+            ms(m.latency.p50),
+            ms(m.latency.p99),
+            m.rps,
+            per_1k(cores(m, "client")),
+            per_1k(cores(m, "server")),
+            m.fixed_errors + m.max_errors
+        );
+    }
+    let mean = |which: &str, f: &dyn Fn(&Measured) -> f64| {
+        let values: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.0 == which)
+            .map(|r| f(&r.1))
+            .collect();
+        values.iter().sum::<f64>() / values.len().max(1) as f64
+    };
+    let server = |m: &Measured| cores(m, "server");
+    let pair = |m: &Measured| cores(m, "client") + cores(m, "server");
+    let p99 = |m: &Measured| m.latency.p99;
+    let rps = |m: &Measured| m.rps;
+    let ratio = |f: &dyn Fn(&Measured) -> f64| mean("policy", f) / mean("none", f);
+    println!("\npolicy against none (means of the rounds):");
+    println!(
+        "  server proxy CPU per request: {:.3} vs {:.3} cores/1k rps: x{:.3}",
+        per_1k(mean("policy", &server)),
+        per_1k(mean("none", &server)),
+        ratio(&server)
+    );
+    println!(
+        "  pair CPU per request: {:.3} vs {:.3} cores/1k rps: x{:.3} (goal: at most x1.05: {})",
+        per_1k(mean("policy", &pair)),
+        per_1k(mean("none", &pair)),
+        ratio(&pair),
+        if ratio(&pair) <= 1.05 { "yes" } else { "NO" }
+    );
+    println!(
+        "  added p99: {:+.3} ms ({:.3} vs {:.3} ms); max throughput x{:.3}",
+        ms(mean("policy", &p99) - mean("none", &p99)),
+        ms(mean("policy", &p99)),
+        ms(mean("none", &p99)),
+        ratio(&rps)
+    );
+}
+
+/// `--policy --instructions`: instructions per request of each proxy and
+/// of the pair, without and with the policy.
+pub fn instructions_report(requests: u64, counted: &[(&str, u64, u64)]) {
+    println!(
+        "\nplexus-bench --policy --instructions {requests}: instructions per request (callgrind)"
+    );
+    println!(
+        "\n{:<7} {:>12} {:>12} {:>12}",
+        "policy", "client", "server", "pair"
+    );
+    let per = |n: u64| n as f64 / requests as f64;
+    for (name, client, server) in counted {
+        println!(
+            "{:<7} {:>12.0} {:>12.0} {:>12.0}",
+            name,
+            per(*client),
+            per(*server),
+            per(client + server)
+        );
+    }
+    if let [(_, c0, s0), (_, c1, s1)] = counted {
+        let pair = (c1 + s1) as f64 / (c0 + s0) as f64;
+        println!(
+            "\npolicy against none: server x{:.3}, pair x{:.3} (goal: at most x1.05: {})",
+            *s1 as f64 / *s0 as f64,
+            pair,
+            if pair <= 1.05 { "yes" } else { "NO" }
+        );
+    }
+}
