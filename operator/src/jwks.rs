@@ -123,7 +123,9 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    pub fn new(settings: Settings) -> Self {
+    /// The fetcher, with the system's CA certificates for https URIs (none
+    /// when the system has none: https fetches then fail, and say so).
+    pub fn new(settings: Settings) -> Result<Self, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let tls = match builder.with_provider_and_native_roots(provider.clone()) {
@@ -131,29 +133,18 @@ impl Jwks {
             Err(error) => {
                 tracing::warn!(%error, "no system CA certificates: https jwksUris cannot be verified");
                 let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map(|b| {
-                        b.with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth()
-                    });
-                match config {
-                    Ok(config) => {
-                        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-                    }
-                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                        rustls::ClientConfig::builder()
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth(),
-                    ),
-                }
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
             }
         };
         let connector = tls.https_or_http().enable_http1().build();
-        Self {
+        Ok(Self {
             settings,
             entries: Mutex::default(),
             client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+        })
     }
 
     /// What the compiler reads: every key set fetched or tried.

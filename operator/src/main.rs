@@ -218,16 +218,19 @@ async fn main() -> anyhow::Result<()> {
     };
     let bundle_changed = WatchStream::from_changes(authority_rx).map(|_| ());
     let refresh = Duration::from_secs(args.jwks_refresh_seconds.max(1));
-    let jwks = Arc::new(Jwks::new(jwks::Settings {
-        refresh,
-        retry: Duration::from_secs(10),
-        allowed_hosts: args
-            .jwks_allowed_hosts
-            .iter()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .collect(),
-    }));
+    let jwks = Arc::new(
+        Jwks::new(jwks::Settings {
+            refresh,
+            retry: Duration::from_secs(10),
+            allowed_hosts: args
+                .jwks_allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        })
+        .context("the key set fetcher's TLS client")?,
+    );
     let result = tokio::select! {
         () = authority_task::run(ctx.clone(), publisher, ready) => Ok(()),
         () = identities::run(ctx.clone(), bundle_changed, stopped()) => Ok(()),

@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use support::world::{NS, Ports, Workload, World, host, send, service, workload};
+use support::world::{NS, Ports, Workload, World, host, send, send_to, service, workload};
 use support::{HttpClient, converse, count, http_client, metrics};
 
 const NO_LABELS: &[(&str, &str)] = &[];
@@ -72,7 +72,7 @@ async fn status(
     target: &str,
     headers: &[(&str, &str)],
 ) -> u16 {
-    send(client, proxy, method, path, &host(target), headers)
+    send_to(client, proxy, method, path, target, headers)
         .await
         .status
 }

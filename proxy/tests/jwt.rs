@@ -505,7 +505,8 @@ spec:
         refresh: Duration::ZERO,
         retry: Duration::ZERO,
         allowed_hosts: vec!["127.0.0.1".into()],
-    });
+    })
+    .expect("a TLS client");
 
     // Not fetched yet: not programmed, and every token is refused.
     let (mut world, api, _) = world("jwt-fetched", &resources, fetcher.snapshot()).await;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::world::{Answer, NS, World, host, send, service, workload};
+use support::world::{NS, World, send_to, service, workload};
 use support::{HttpClient, count, http_client, metrics};
 
 const NO_LABELS: &[(&str, &str)] = &[];
@@ -51,17 +51,6 @@ async fn world(
     (world, api, web)
 }
 
-async fn call(
-    client: &HttpClient,
-    proxy: SocketAddr,
-    method: &str,
-    path: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> Answer {
-    send(client, proxy, method, path, &host(target), headers).await
-}
-
 /// The statuses of `n` identical requests.
 async fn statuses(
     client: &HttpClient,
@@ -75,7 +64,7 @@ async fn statuses(
     let mut out = Vec::new();
     for _ in 0..n {
         out.push(
-            call(client, proxy, method, path, target, headers)
+            send_to(client, proxy, method, path, target, headers)
                 .await
                 .status,
         );
@@ -157,7 +146,7 @@ async fn buckets_limit_per_route_and_per_identity() {
             "{caller}"
         );
     }
-    let answer = call(&client, api["alice"], "POST", "/login/x", "api", &[]).await;
+    let answer = send_to(&client, api["alice"], "POST", "/login/x", "api", &[]).await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (429, "local_rate_limited")
@@ -179,10 +168,10 @@ async fn buckets_limit_per_route_and_per_identity() {
     assert_eq!(header("x-limited-by").as_deref(), Some("plexus"));
 
     // One shared bucket for the route's three kinds of match.
-    let search = call(&client, api["alice"], "GET", "/search/a?q=cats", "api", &[]).await;
+    let search = send_to(&client, api["alice"], "GET", "/search/a?q=cats", "api", &[]).await;
     assert_eq!(search.status, 200, "{search:?}");
     assert_eq!(
-        call(
+        send_to(
             &client,
             api["bob"],
             "GET",
@@ -195,7 +184,7 @@ async fn buckets_limit_per_route_and_per_identity() {
         429
     );
     assert_eq!(
-        call(&client, api["bob"], "GET", "/shout", "api", &[])
+        send_to(&client, api["bob"], "GET", "/shout", "api", &[])
             .await
             .status,
         429
@@ -210,17 +199,17 @@ async fn buckets_limit_per_route_and_per_identity() {
     // another query, a paid tier, alice's /n.
     let mut default = Vec::new();
     default.push(
-        call(&client, api["alice"], "GET", "/login", "api", &[])
+        send_to(&client, api["alice"], "GET", "/login", "api", &[])
             .await
             .status,
     );
     default.push(
-        call(&client, api["bob"], "GET", "/search/a?q=dogs", "api", &[])
+        send_to(&client, api["bob"], "GET", "/search/a?q=dogs", "api", &[])
             .await
             .status,
     );
     default.push(
-        call(
+        send_to(
             &client,
             api["carol"],
             "GET",
@@ -232,12 +221,12 @@ async fn buckets_limit_per_route_and_per_identity() {
         .status,
     );
     default.push(
-        call(&client, api["alice"], "GET", "/n", "api", &[])
+        send_to(&client, api["alice"], "GET", "/n", "api", &[])
             .await
             .status,
     );
     default.push(
-        call(&client, api["bob"], "GET", "/", "api", &[])
+        send_to(&client, api["bob"], "GET", "/", "api", &[])
             .await
             .status,
     );
@@ -267,7 +256,7 @@ async fn buckets_limit_per_route_and_per_identity() {
     // a fresh bucket, the others keep theirs.
     world.apply(LIMITS);
     assert_eq!(
-        call(&client, api["alice"], "POST", "/login", "api", &[])
+        send_to(&client, api["alice"], "POST", "/login", "api", &[])
             .await
             .status,
         429
@@ -281,7 +270,7 @@ async fn buckets_limit_per_route_and_per_identity() {
         [200, 200, 200, 429]
     );
     assert_eq!(
-        call(&client, api["alice"], "GET", "/", "api", &[])
+        send_to(&client, api["alice"], "GET", "/", "api", &[])
             .await
             .status,
         429
@@ -313,13 +302,13 @@ async fn buckets_limit_per_route_and_per_identity() {
     );
     // A route may share its bucket among callers when the policy does not.
     assert_eq!(
-        call(&client, web["alice"], "GET", "/shared", "web", &[])
+        send_to(&client, web["alice"], "GET", "/shared", "web", &[])
             .await
             .status,
         200
     );
     assert_eq!(
-        call(&client, web["bob"], "GET", "/shared", "web", &[])
+        send_to(&client, web["bob"], "GET", "/shared", "web", &[])
             .await
             .status,
         503

@@ -59,6 +59,7 @@ fn fetcher(refresh: Duration, allowed_hosts: &[&str]) -> Jwks {
         retry: refresh,
         allowed_hosts: allowed_hosts.iter().map(|h| h.to_string()).collect(),
     })
+    .expect("a TLS client")
 }
 
 fn wants(uri: &str, timeout: Duration) -> BTreeMap<String, Duration> {

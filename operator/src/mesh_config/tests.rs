@@ -26,11 +26,14 @@ fn stores(objects: &[Value]) -> Stores {
         namespaces: store(of_kind(objects, "Namespace")),
         config_maps: store(of_kind(objects, "PartialObjectMetadata")),
         endpoints: Endpoints::Pods,
-        jwks: Arc::new(crate::jwks::Jwks::new(crate::jwks::Settings {
-            refresh: Duration::from_secs(60),
-            retry: Duration::from_secs(5),
-            allowed_hosts: Vec::new(),
-        })),
+        jwks: Arc::new(
+            crate::jwks::Jwks::new(crate::jwks::Settings {
+                refresh: Duration::from_secs(60),
+                retry: Duration::from_secs(5),
+                allowed_hosts: Vec::new(),
+            })
+            .expect("a TLS client"),
+        ),
     }
 }
 

@@ -436,6 +436,19 @@ pub async fn send(
     }
 }
 
+/// A request through the client proxy at `proxy` to Service `service` of
+/// [`NS`] (its host in the Host header).
+pub async fn send_to(
+    client: &HttpClient,
+    proxy: SocketAddr,
+    method: &str,
+    path: &str,
+    service: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    send(client, proxy, method, path, &host(service), headers).await
+}
+
 /// The host of Service `name` of [`NS`].
 pub fn host(name: &str) -> String {
     format!("{name}.{NS}.svc.cluster.local")
