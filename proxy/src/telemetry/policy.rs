@@ -1,24 +1,17 @@
 //! What the inbound policies did: denials by policy and rule, audited
 //! requests, JWT outcomes and rate-limit decisions. Each denial and refusal
-//! is also logged with what decided it (never told to the caller); so that
-//! a caller hammering a refused path cannot flood the log, at most
-//! [`LOG_BUDGET`] such lines a second are written, and the next line says
-//! how many were left out.
-
-use std::sync::Mutex;
-use std::time::Instant;
+//! is also logged with what decided it (never told to the caller), within
+//! a [`LogBudget`].
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use super::budget::LogBudget;
 use crate::policy::authz::Denial;
 use crate::policy::counters::Counters;
 use crate::policy::rate_limit::Decision;
-
-/// Policy log lines a second, at most.
-pub const LOG_BUDGET: u32 = 20;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeniedLabels {
@@ -64,14 +57,7 @@ pub struct PolicyMetrics {
     pub audited: Family<AuditedLabels, Counter>,
     pub jwt: Family<JwtLabels, Counter>,
     pub rate_limit: Family<RateLimitLabels, Counter>,
-    log: Mutex<LogWindow>,
-}
-
-#[derive(Default)]
-struct LogWindow {
-    started: Option<Instant>,
-    written: u32,
-    dropped: u64,
+    log: LogBudget,
 }
 
 impl PolicyMetrics {
@@ -98,24 +84,8 @@ impl PolicyMetrics {
         );
     }
 
-    /// Whether a policy line may be written now, and how many were left out
-    /// before it.
     fn may_log(&self) -> Option<u64> {
-        let mut window = self.log.lock().ok()?;
-        let now = Instant::now();
-        if window
-            .started
-            .is_none_or(|s| now.duration_since(s).as_secs() >= 1)
-        {
-            window.started = Some(now);
-            window.written = 0;
-        }
-        if window.written >= LOG_BUDGET {
-            window.dropped += 1;
-            return None;
-        }
-        window.written += 1;
-        Some(std::mem::take(&mut window.dropped))
+        self.log.may_log()
     }
 
     /// Counts and logs a denial; `request` (the log's request line) is only
