@@ -261,9 +261,15 @@ pub struct OutlierDetection {
     /// 502/503/504 in a row that eject an endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_gateway_errors: Option<u32>,
-    /// Connect failures and resets in a row that eject an endpoint.
+    /// Connect failures, resets and timeouts in a row that eject an
+    /// endpoint (counted only when `split_local_origin_errors` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_local_failures: Option<u32>,
+    /// Failures of the proxy's own (no response: connect failure, reset,
+    /// timeout) count apart from the endpoint's 5xx answers; otherwise
+    /// they count as 503s (504 for timeouts), as Envoy maps them.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub split_local_origin_errors: bool,
     /// Analysis interval.
     pub interval_ms: u64,
     /// Ejection time, multiplied by the number of ejections.

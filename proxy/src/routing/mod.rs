@@ -19,7 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use plexus_config::{
-    Backend, HashKey, LoadBalancer, OutboundPolicy, Protocol, ProxyConfig, Service,
+    Backend, ConnectionPool, HashKey, LoadBalancer, OutboundPolicy, OutlierDetection, PortPolicy,
+    Protocol, ProxyConfig, Service, TrafficPolicy,
 };
 
 pub use matches::{RequestInfo, Source, TableError};
@@ -50,6 +51,11 @@ pub struct ClusterSpec {
     pub name: String,
     pub endpoints: Vec<EndpointSpec>,
     pub balance: Balance,
+    /// Limits on requests, connections and retries (DestinationRule
+    /// `connectionPool`).
+    pub pool: Option<ConnectionPool>,
+    /// Ejection of failing endpoints (`outlierDetection`).
+    pub outlier: Option<OutlierDetection>,
 }
 
 /// What the proxy does with an outbound connection to an address.
@@ -218,6 +224,25 @@ fn identity(
     }
 }
 
+/// A setting from the first of `levels` (the subset's policy, then the
+/// destination's) that has it, a port's level within each over the
+/// policy's own: Istio merges the levels setting by setting.
+fn setting<T: Clone>(
+    levels: &[Option<&TrafficPolicy>],
+    port: u16,
+    own: impl Fn(&TrafficPolicy) -> &Option<T>,
+    at_port: impl Fn(&PortPolicy) -> &Option<T>,
+) -> Option<T> {
+    levels.iter().flatten().find_map(|policy| {
+        policy
+            .ports
+            .iter()
+            .find(|p| p.port == port)
+            .and_then(|p| at_port(p).clone())
+            .or_else(|| own(policy).clone())
+    })
+}
+
 fn cluster(
     config: &ProxyConfig,
     service: &Service,
@@ -243,22 +268,11 @@ fn cluster(
             })
         })
         .collect();
-    // The subset's policy over the port's over the destination's.
     let subset_policy = subset
         .and_then(|name| service.subsets.iter().find(|s| &s.name == name))
         .and_then(|s| s.policy.as_ref());
-    let port_lb = |policy: &plexus_config::TrafficPolicy| {
-        policy
-            .ports
-            .iter()
-            .find(|p| p.port == port)
-            .and_then(|p| p.load_balancer.clone())
-            .or_else(|| policy.load_balancer.clone())
-    };
-    let balance = match subset_policy
-        .and_then(port_lb)
-        .or_else(|| service.policy.as_ref().and_then(port_lb))
-    {
+    let levels = [subset_policy, service.policy.as_ref()];
+    let balance = match setting(&levels, port, |p| &p.load_balancer, |p| &p.load_balancer) {
         Some(LoadBalancer::RoundRobin) => Balance::RoundRobin,
         Some(LoadBalancer::Random) => Balance::Random,
         Some(LoadBalancer::ConsistentHash(key)) => Balance::Hash(key),
@@ -266,6 +280,18 @@ fn cluster(
             Balance::LeastRequest
         }
     };
+    let pool = setting(
+        &levels,
+        port,
+        |p| &p.connection_pool,
+        |p| &p.connection_pool,
+    );
+    let outlier = setting(
+        &levels,
+        port,
+        |p| &p.outlier_detection,
+        |p| &p.outlier_detection,
+    );
     let mut name = format!("{}/{}:{port}", service.namespace, service.name);
     if let Some(subset) = subset {
         name.push('/');
@@ -275,6 +301,8 @@ fn cluster(
         name,
         endpoints,
         balance,
+        pool,
+        outlier,
     }
 }
 

@@ -283,11 +283,15 @@ fn outlier(check: &mut Check, path: &str, o: &OutlierDetection) -> cfg::OutlierD
         }
     };
     cfg::OutlierDetection {
-        consecutive_5xx: o.consecutive_5xx_errors,
+        // Envoy's default, which Istio keeps when the field is unset.
+        consecutive_5xx: Some(o.consecutive_5xx_errors.unwrap_or(5)),
         consecutive_gateway_errors: o
             .consecutive_gateway_errors
             .or_else(|| o.consecutive_errors.and_then(|e| u32::try_from(e).ok())),
-        consecutive_local_failures: o.consecutive_local_origin_failures,
+        consecutive_local_failures: o
+            .consecutive_local_origin_failures
+            .or(Some(5).filter(|_| o.split_external_local_origin_errors == Some(true))),
+        split_local_origin_errors: o.split_external_local_origin_errors == Some(true),
         interval_ms: o
             .interval
             .as_ref()
