@@ -90,12 +90,14 @@ async fn metrics(State(admin): State<Admin>) -> Response {
 }
 
 /// The configuration in force, its version (the SHA-256 of the mounted
-/// file) and this proxy's identity.
+/// file), this proxy's identity, and the live state of the clusters with
+/// outlier detection or circuit breakers (ejections, requests in flight).
 async fn config_dump(State(admin): State<Admin>) -> Response {
     axum::Json(serde_json::json!({
         "version": admin.state.config_version(),
         "identity": admin.state.tls().map(|tls| tls.id.clone()),
         "config": admin.state.config(),
+        "clusters": admin.state.snapshot().map(|s| s.clusters.dump()).unwrap_or_default(),
     }))
     .into_response()
 }

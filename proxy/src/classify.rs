@@ -1,5 +1,5 @@
-//! One verdict on each attempt's outcome. Retries read it today; outlier
-//! detection, metrics and access logs are to read the same verdict, so that
+//! One verdict on each attempt's outcome. Retries and outlier detection
+//! read it; metrics and access logs are to read the same verdict, so that
 //! they never disagree about what failed.
 
 use http::Response;
@@ -58,6 +58,17 @@ impl Class {
     /// Whether no response came at all.
     pub fn no_response(self) -> bool {
         self.status().is_none()
+    }
+
+    /// Whether nothing of the request reached the app: the endpoint (or
+    /// the app behind its proxy) refused the connection, or the stream was
+    /// refused (REFUSED_STREAM, or beyond a GOAWAY's last stream). Such a
+    /// request can go elsewhere whatever its method.
+    pub fn unprocessed(self) -> bool {
+        matches!(
+            self,
+            Self::ConnectFailure | Self::RefusedStream | Self::AppUnreachable { .. }
+        )
     }
 }
 

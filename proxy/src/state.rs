@@ -229,7 +229,7 @@ impl ProxyState {
                 self.metrics.reload("config", "loaded");
                 if let Ok(mut current) = self.current.write() {
                     let previous = current.snapshot.as_ref().map(|s| &s.clusters);
-                    let clusters = Clusters::new(&table, previous);
+                    let clusters = Clusters::new(&table, previous, &self.metrics.resilience);
                     current.snapshot = Some(Arc::new(Snapshot {
                         table,
                         clusters,

@@ -6,14 +6,16 @@
 //!
 //! Not here, so reported as not in force: VirtualService mirrors, CORS,
 //! delegation, TCP and TLS routes, fault gRPC statuses; DestinationRule
-//! connection pools, outlier detection, TLS, locality, warm-up, ring sizes;
+//! connection pools' connect and idle timeouts, keepalives, connection
+//! lifetimes, requests per connection and protocol upgrades, TLS, locality,
+//! warm-up, ring sizes;
 //! ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile routes and
 //! retry budgets; PeerAuthentication DISABLE; RateLimitPolicy route
 //! matches on `sourceLabels` (a server proxy does not know its caller's
 //! labels); Telemetry and Gateway (no gateway proxy yet).
 
 use super::{Capability, Kind, Values};
-use crate::{RetryCondition, RetryOn};
+use crate::RetryOn;
 
 const fn on(path: &'static str, values: Values, test: &'static str) -> Capability {
     Capability { path, values, test }
@@ -21,18 +23,10 @@ const fn on(path: &'static str, values: Values, test: &'static str) -> Capabilit
 
 const ANY: Values = Values::Any;
 
-/// `retryOn` items the proxy acts on: status codes and these conditions.
-/// (It retries refused streams too, but no test shows it end to end yet.)
+/// `retryOn` items the proxy acts on: status codes and every condition
+/// (`routing.rs` shows the first five, `resilience.rs` the others).
 fn retry_on(item: &str) -> bool {
-    use RetryCondition::*;
-    match item.parse::<RetryOn>() {
-        Ok(RetryOn::Status(_)) => true,
-        Ok(RetryOn::Condition(c)) => matches!(
-            c,
-            ServerError | GatewayError | Reset | ConnectFailure | RetriableStatusCodes
-        ),
-        Err(_) => false,
-    }
+    item.parse::<RetryOn>().is_ok()
 }
 
 /// Bound to the mesh's sidecars; there is no gateway proxy yet.
@@ -50,6 +44,8 @@ const HEADERS: &str = "proxy/tests/routing.rs::header_rules_change_requests_and_
 const ROUND_ROBIN: &str = "proxy/tests/balance.rs::round_robin_takes_turns";
 const SPREAD: &str = "proxy/tests/balance.rs::random_and_least_request_balancing";
 const HASH: &str = "proxy/tests/balance.rs::consistent_hash_keeps_a_key_on_one_endpoint";
+const RETRY_ON: &str = "proxy/tests/resilience.rs::every_retry_on_condition_retries";
+const OUTLIER_LOCAL: &str = "proxy/tests/resilience.rs::local_origin_failures_count_apart";
 const MTLS: &str = "proxy/tests/inbound.rs::peer_authentication_modes_decide_plaintext";
 
 const VIRTUAL_SERVICE: &[Capability] = &[
@@ -98,6 +94,7 @@ const VIRTUAL_SERVICE: &[Capability] = &[
     ),
     on("http[].retries.attempts", ANY, RETRIES),
     on("http[].retries.retryOn", Values::Items(retry_on), RETRIES),
+    on("http[].retries.retryOn", Values::Items(retry_on), RETRY_ON),
     on(
         "http[].retries.perTryTimeout",
         ANY,
@@ -121,107 +118,52 @@ const SIMPLE_LB: &[&str] = &[
     "RANDOM",
 ];
 
-/// The load balancer's fields at `$level` (the rule's, a port's, a
-/// subset's or a subset's port's).
-macro_rules! load_balancer {
-    ($level:literal, $simple:expr) => {
-        [
-            on(
-                concat!($level, "loadBalancer.simple"),
-                Values::OneOf(SIMPLE_LB),
-                $simple,
-            ),
-            on(
-                concat!($level, "loadBalancer.consistentHash.httpHeaderName"),
-                ANY,
-                HASH,
-            ),
-            on(
-                concat!($level, "loadBalancer.consistentHash.httpCookie.name"),
-                ANY,
-                HASH,
-            ),
-            on(
-                concat!($level, "loadBalancer.consistentHash.httpCookie.path"),
-                ANY,
-                HASH,
-            ),
-            on(
-                concat!($level, "loadBalancer.consistentHash.httpCookie.ttl"),
-                ANY,
-                HASH,
-            ),
-            on(
-                concat!($level, "loadBalancer.consistentHash.useSourceIp"),
-                ANY,
-                HASH,
-            ),
-            on(
-                concat!($level, "loadBalancer.consistentHash.httpQueryParameterName"),
-                ANY,
-                HASH,
-            ),
+const POOL: &str = "proxy/tests/resilience.rs::connection_pools_refuse_what_overflows";
+const OUTLIER: &str = "proxy/tests/resilience.rs::outlier_detection_ejects_and_readmits";
+
+/// The rule's own fields, then the traffic policy's at each `$level` (the
+/// rule's, a port's, a subset's or a subset's port's), with the test that
+/// shows its simple load balancers.
+macro_rules! destination_rule {
+    ($($level:literal => $simple:expr),* $(,)?) => {
+        &[
+            on("host", ANY, SPLITS),
+            on("subsets[].name", ANY, SPLITS),
+            on("subsets[].labels.*", ANY, SPLITS),
+            on("trafficPolicy.portLevelSettings[].port.number", ANY, ROUND_ROBIN),
+            on("subsets[].trafficPolicy.portLevelSettings[].port.number", ANY, ROUND_ROBIN),
+            $(
+                on(concat!($level, "loadBalancer.simple"), Values::OneOf(SIMPLE_LB), $simple),
+                on(concat!($level, "loadBalancer.consistentHash.httpHeaderName"), ANY, HASH),
+                on(concat!($level, "loadBalancer.consistentHash.httpCookie.name"), ANY, HASH),
+                on(concat!($level, "loadBalancer.consistentHash.httpCookie.path"), ANY, HASH),
+                on(concat!($level, "loadBalancer.consistentHash.httpCookie.ttl"), ANY, HASH),
+                on(concat!($level, "loadBalancer.consistentHash.useSourceIp"), ANY, HASH),
+                on(concat!($level, "loadBalancer.consistentHash.httpQueryParameterName"), ANY, HASH),
+                on(concat!($level, "connectionPool.tcp.maxConnections"), ANY, POOL),
+                on(concat!($level, "connectionPool.http.http1MaxPendingRequests"), ANY, POOL),
+                on(concat!($level, "connectionPool.http.http2MaxRequests"), ANY, POOL),
+                on(concat!($level, "connectionPool.http.maxRetries"), ANY, POOL),
+                on(concat!($level, "outlierDetection.consecutive5xxErrors"), ANY, OUTLIER),
+                on(concat!($level, "outlierDetection.consecutiveGatewayErrors"), ANY, OUTLIER),
+                on(concat!($level, "outlierDetection.consecutiveErrors"), ANY, OUTLIER),
+                on(concat!($level, "outlierDetection.consecutiveLocalOriginFailures"), ANY, OUTLIER_LOCAL),
+                on(concat!($level, "outlierDetection.splitExternalLocalOriginErrors"), ANY, OUTLIER_LOCAL),
+                on(concat!($level, "outlierDetection.interval"), ANY, OUTLIER),
+                on(concat!($level, "outlierDetection.baseEjectionTime"), ANY, OUTLIER),
+                on(concat!($level, "outlierDetection.maxEjectionPercent"), ANY, OUTLIER),
+                on(concat!($level, "outlierDetection.minHealthPercent"), ANY, OUTLIER),
+            )*
         ]
     };
 }
 
-const DESTINATION_RULE: &[Capability] = &{
-    let rule: [Capability; 3] = [
-        on("host", ANY, SPLITS),
-        on("subsets[].name", ANY, SPLITS),
-        on("subsets[].labels.*", ANY, SPLITS),
-    ];
-    let ports: [Capability; 2] = [
-        on(
-            "trafficPolicy.portLevelSettings[].port.number",
-            ANY,
-            ROUND_ROBIN,
-        ),
-        on(
-            "subsets[].trafficPolicy.portLevelSettings[].port.number",
-            ANY,
-            ROUND_ROBIN,
-        ),
-    ];
-    concat(
-        rule,
-        ports,
-        [
-            load_balancer!("trafficPolicy.", SPREAD),
-            load_balancer!("trafficPolicy.portLevelSettings[].", ROUND_ROBIN),
-            load_balancer!("subsets[].trafficPolicy.", ROUND_ROBIN),
-            load_balancer!("subsets[].trafficPolicy.portLevelSettings[].", ROUND_ROBIN),
-        ],
-    )
-};
-
-/// `a`, `b`, then the load balancer lists, as one array.
-const fn concat(
-    a: [Capability; 3],
-    b: [Capability; 2],
-    lbs: [[Capability; 7]; 4],
-) -> [Capability; 33] {
-    let mut out = [a[0]; 33];
-    let mut i = 0;
-    while i < 3 {
-        out[i] = a[i];
-        i += 1;
-    }
-    while i < 5 {
-        out[i] = b[i - 3];
-        i += 1;
-    }
-    let mut level = 0;
-    while level < 4 {
-        let mut field = 0;
-        while field < 7 {
-            out[5 + level * 7 + field] = lbs[level][field];
-            field += 1;
-        }
-        level += 1;
-    }
-    out
-}
+const DESTINATION_RULE: &[Capability] = destination_rule![
+    "trafficPolicy." => SPREAD,
+    "trafficPolicy.portLevelSettings[]." => ROUND_ROBIN,
+    "subsets[].trafficPolicy." => ROUND_ROBIN,
+    "subsets[].trafficPolicy.portLevelSettings[]." => ROUND_ROBIN,
+];
 
 const SERVICE_ENTRY_TEST: &str = "proxy/tests/routing.rs::service_entries_route_to_their_endpoints";
 

@@ -31,13 +31,11 @@ fn names_values_that_are_not_enforced() {
         "retries": {"attempts": 2, "retryOn": "5xx, retriable-4xx,409,unavailable"},
         "route": [{"destination": {"host": "a"}}]
     }], "gateways": ["mesh", "ingress"]});
+    assert_eq!(report("VirtualService", spec), ["spec.gateways[1]=ingress"]);
+    let dr = json!({"host": "a", "trafficPolicy": {"loadBalancer": {"simple": "PASSTHROUGH"}}});
     assert_eq!(
-        report("VirtualService", spec),
-        [
-            "spec.gateways[1]=ingress",
-            "spec.http[0].retries.retryOn=retriable-4xx",
-            "spec.http[0].retries.retryOn=unavailable"
-        ]
+        report("DestinationRule", dr),
+        ["spec.trafficPolicy.loadBalancer.simple=PASSTHROUGH"]
     );
     let pa = json!({"mtls": {"mode": "DISABLE"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}});
     assert_eq!(report("PeerAuthentication", pa), ["spec.mtls.mode=DISABLE"]);

@@ -1,17 +1,20 @@
 //! An endpoint's live state: its requests (or connections) in flight,
-//! counted by a guard that is dropped however the request ends.
+//! counted by a guard that is dropped however the request ends, and its
+//! outlier standing (`outlier`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::outlier::Health;
 use crate::routing::EndpointSpec;
 
-/// An endpoint and its requests in flight.
+/// An endpoint, its requests in flight and its outlier state.
 #[derive(Debug)]
 pub struct Endpoint {
     pub spec: EndpointSpec,
     in_flight: AtomicUsize,
+    pub health: Health,
 }
 
 impl Endpoint {
@@ -19,6 +22,7 @@ impl Endpoint {
         Self {
             spec,
             in_flight: AtomicUsize::new(0),
+            health: Health::default(),
         }
     }
 

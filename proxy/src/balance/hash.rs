@@ -7,7 +7,6 @@
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use http::HeaderValue;
 use http::header::COOKIE;
@@ -94,9 +93,8 @@ fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The index of the endpoint `key` maps to (rendezvous hashing by address).
-pub fn rendezvous(key: u64, endpoints: &[Arc<Endpoint>]) -> usize {
+pub fn rendezvous<'a>(key: u64, endpoints: impl Iterator<Item = &'a Endpoint>) -> usize {
     endpoints
-        .iter()
         .enumerate()
         .max_by_key(|(_, e)| hash((key, e.addr())))
         .map(|(i, _)| i)
@@ -106,6 +104,7 @@ pub fn rendezvous(key: u64, endpoints: &[Arc<Endpoint>]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
         pairs
@@ -178,8 +177,8 @@ mod tests {
         let (nine, ten) = (endpoints(9), endpoints(10));
         let moved = (0..1000u64)
             .filter(|k| {
-                let before = nine[rendezvous(*k, &nine)].addr();
-                let after = ten[rendezvous(*k, &ten)].addr();
+                let before = nine[rendezvous(*k, nine.iter().map(|e| &**e))].addr();
+                let after = ten[rendezvous(*k, ten.iter().map(|e| &**e))].addr();
                 before != after
             })
             .count();

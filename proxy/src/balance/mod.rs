@@ -1,22 +1,31 @@
 //! The live state of the endpoints requests are balanced over: requests in
-//! flight per endpoint, round-robin cursors per cluster. It outlives
-//! configuration versions: [`Clusters::new`] builds a version's clusters
-//! from the routing table's specs, keeping the state of every cluster (by
-//! name) and endpoint (by address and identity) that remains.
+//! flight per endpoint, round-robin cursors, outlier standing (`outlier`)
+//! and circuit-breaker counts (`pool`). It outlives configuration versions:
+//! [`Clusters::new`] builds a version's clusters from the routing table's
+//! specs, keeping the state of every cluster (by name) and endpoint (by
+//! address and identity) that remains.
 //!
 //! A request holds an [`InFlight`] guard while it is in flight: however it
 //! ends (answered, timed out, dropped by its client), the count comes down.
 
 pub mod endpoint;
 pub mod hash;
+pub mod outlier;
+pub mod pool;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
+use plexus_config::OutlierDetection;
+
+use crate::classify::Class;
 use crate::routing::{Balance, EndpointSpec, Table};
+use crate::telemetry::resilience::ResilienceMetrics;
 
 pub use endpoint::{Endpoint, InFlight};
+pub use pool::{Limits, Overflow};
 
 /// The endpoints of a destination on one port (possibly one subset).
 #[derive(Debug)]
@@ -25,36 +34,145 @@ pub struct Cluster {
     pub name: String,
     pub endpoints: Vec<Arc<Endpoint>>,
     pub balance: Balance,
+    pub outlier: Option<OutlierDetection>,
+    /// Circuit breakers.
+    pub limits: Limits,
     cursor: Arc<AtomicUsize>,
+    metrics: ResilienceMetrics,
 }
 
 impl Cluster {
     /// Picks an endpoint; `random` gives numbers below its argument and
     /// `hash` the request's key (consistent hashing), if it has one.
+    /// Ejected endpoints are left out (all are candidates again when fewer
+    /// than `minHealthPercent` remain), and so are those in `tried` (the
+    /// request's earlier attempts) while others remain.
     pub fn pick(
         &self,
         mut random: impl FnMut(usize) -> usize,
         hash: Option<u64>,
+        tried: &[Arc<Endpoint>],
     ) -> Option<&Arc<Endpoint>> {
         let n = self.endpoints.len();
-        if n == 0 {
-            return None;
+        if self.outlier.is_none() && tried.is_empty() {
+            let index = self.choose(n, |i| &self.endpoints[i], &mut random, hash)?;
+            return self.endpoints.get(index);
         }
-        let index = match (&self.balance, hash) {
+        let mut candidates: Vec<&Arc<Endpoint>> = self.endpoints.iter().collect();
+        if let Some(outlier) = &self.outlier {
+            let now = Instant::now();
+            candidates.retain(|e| !self.ejected(e, now));
+            if candidates.len() * 100 < n * outlier.min_health_percent as usize {
+                candidates = self.endpoints.iter().collect();
+            }
+        }
+        let fresh: Vec<&Arc<Endpoint>> = candidates
+            .iter()
+            .filter(|e| !tried.iter().any(|t| Arc::ptr_eq(t, e)))
+            .copied()
+            .collect();
+        if !fresh.is_empty() {
+            candidates = fresh;
+        }
+        let index = self.choose(candidates.len(), |i| candidates[i], &mut random, hash)?;
+        candidates.get(index).copied()
+    }
+
+    /// The index (below `n`) of the endpoint the balancer picks among
+    /// `n` candidates, `at` giving each.
+    fn choose<'a>(
+        &self,
+        n: usize,
+        at: impl Fn(usize) -> &'a Arc<Endpoint>,
+        random: &mut impl FnMut(usize) -> usize,
+        hash: Option<u64>,
+    ) -> Option<usize> {
+        Some(match (&self.balance, hash) {
+            _ if n == 0 => return None,
             _ if n == 1 => 0,
             (Balance::RoundRobin, _) => self.cursor.fetch_add(1, Ordering::Relaxed) % n,
             (Balance::Random, _) | (Balance::Hash(_), None) => random(n),
-            (Balance::Hash(_), Some(key)) => hash::rendezvous(key, &self.endpoints),
+            (Balance::Hash(_), Some(key)) => hash::rendezvous(key, (0..n).map(|i| &**at(i))),
             (Balance::LeastRequest, _) => {
                 // Power of two choices: two distinct endpoints at random,
                 // the one with fewer requests in flight.
                 let a = random(n);
                 let b = (a + 1 + random(n - 1)) % n;
-                let load = |i: usize| self.endpoints[i].in_flight();
-                if load(b) < load(a) { b } else { a }
+                if at(b).in_flight() < at(a).in_flight() {
+                    b
+                } else {
+                    a
+                }
             }
+        })
+    }
+
+    /// Whether `endpoint` is ejected at `now`; counts its return when its
+    /// time was up.
+    fn ejected(&self, endpoint: &Endpoint, now: Instant) -> bool {
+        let mut returned = false;
+        let ejected = endpoint.health.ejected(now, &mut returned);
+        if returned {
+            tracing::info!(cluster = %self.name, endpoint = %endpoint.addr(), "endpoint returned from ejection");
+            self.metrics.returned(&self.name, endpoint.addr());
+        }
+        ejected
+    }
+
+    /// Feeds an attempt's outcome to outlier detection, ejecting the
+    /// endpoint when a count reached its threshold and the cluster may
+    /// lose one more.
+    pub fn observe(&self, endpoint: &Endpoint, class: Class) {
+        let Some(outlier) = &self.outlier else {
+            return;
         };
-        self.endpoints.get(index)
+        let outlier::Verdict::Eject { why } = endpoint.health.observe(class, outlier) else {
+            return;
+        };
+        let now = Instant::now();
+        if self.ejected(endpoint, now) {
+            return;
+        }
+        let ejected = self
+            .endpoints
+            .iter()
+            .filter(|e| self.ejected(e, now))
+            .count();
+        if !outlier::may_eject(ejected, self.endpoints.len(), outlier.max_ejection_percent) {
+            self.metrics.not_ejected(&self.name, "max-ejection-percent");
+            return;
+        }
+        let out = endpoint.health.eject(now, outlier);
+        tracing::warn!(cluster = %self.name, endpoint = %endpoint.addr(), reason = why, seconds = out.as_secs_f64(), "endpoint ejected");
+        self.metrics.ejected(&self.name, endpoint.addr(), why);
+    }
+
+    /// Counts a request the circuit breakers refused.
+    pub fn overflowed(&self, overflow: Overflow) {
+        self.metrics.overflow(&self.name, overflow.as_str());
+    }
+
+    /// Its live state, for `/config_dump`.
+    pub fn dump(&self) -> serde_json::Value {
+        let now = Instant::now();
+        let endpoints: Vec<_> = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                let (left, ejections) = e.health.standing(now);
+                serde_json::json!({
+                    "address": e.addr().to_string(),
+                    "inFlight": e.in_flight(),
+                    "ejectedForMs": left.map(|d| d.as_millis() as u64),
+                    "ejections": ejections,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "requestsInFlight": self.limits.in_flight(),
+            "endpoints": endpoints,
+        })
     }
 }
 
@@ -65,7 +183,7 @@ pub struct Clusters(Vec<Arc<Cluster>>);
 impl Clusters {
     /// The clusters of `table`, keeping the state `previous` had for the
     /// clusters and endpoints that remain.
-    pub fn new(table: &Table, previous: Option<&Clusters>) -> Self {
+    pub fn new(table: &Table, previous: Option<&Clusters>, metrics: &ResilienceMetrics) -> Self {
         let old: HashMap<&str, &Cluster> = previous
             .map(|p| p.0.iter().map(|c| (c.name.as_str(), &**c)).collect())
             .unwrap_or_default();
@@ -88,7 +206,13 @@ impl Clusters {
                         })
                         .collect(),
                     balance: spec.balance.clone(),
+                    outlier: spec.outlier.clone(),
+                    limits: Limits {
+                        counts: before.map(|c| c.limits.counts.clone()).unwrap_or_default(),
+                        config: spec.pool.clone(),
+                    },
                     cursor: before.map(|c| c.cursor.clone()).unwrap_or_default(),
+                    metrics: metrics.clone(),
                 })
             })
             .collect();
@@ -98,6 +222,15 @@ impl Clusters {
     /// The cluster at a routing table's index.
     pub fn get(&self, index: usize) -> Option<&Arc<Cluster>> {
         self.0.get(index)
+    }
+
+    /// The live state of the clusters with outlier detection or limits.
+    pub fn dump(&self) -> Vec<serde_json::Value> {
+        self.0
+            .iter()
+            .filter(|c| c.outlier.is_some() || c.limits.config.is_some())
+            .map(|c| c.dump())
+            .collect()
     }
 }
 

@@ -11,7 +11,7 @@ fn config(endpoints: &[&str], lb: Option<LoadBalancer>) -> ProxyConfig {
 
 fn clusters(config: ProxyConfig, previous: Option<&Clusters>) -> (Table, Clusters) {
     let table = Table::new(Arc::new(config)).expect("compiles");
-    let clusters = Clusters::new(&table, previous);
+    let clusters = Clusters::new(&table, previous, &Default::default());
     (table, clusters)
 }
 
@@ -31,7 +31,7 @@ fn least_request_prefers_the_idle_endpoint() {
     // Draws 0 and 0 compare endpoints 0 and 1: the idle one wins.
     let mut draws = [0usize, 0].into_iter();
     let picked = all
-        .pick(|_| draws.next().unwrap_or(0), None)
+        .pick(|_| draws.next().unwrap_or(0), None, &[])
         .expect("endpoint");
     assert_eq!(picked.addr().to_string(), "198.18.0.21:8080");
 }
@@ -57,7 +57,7 @@ fn state_survives_configuration_versions() {
     let (table, first) = clusters(config(&["198.18.0.20", "198.18.0.21"], lb.clone()), None);
     let before = web(&table, &first);
     let picks: Vec<_> = (0..3)
-        .map(|_| before.pick(|_| 0, None).expect("endpoint").addr())
+        .map(|_| before.pick(|_| 0, None, &[]).expect("endpoint").addr())
         .collect();
     let held = before.endpoints[1].start();
     // A new version: a third endpoint joins.
@@ -76,9 +76,9 @@ fn state_survives_configuration_versions() {
     assert_eq!(after.endpoints[1].in_flight(), 0);
     // The cursor goes on where it was (3 picks made): 3 % 3 = endpoint 0.
     assert_eq!(picks[2].to_string(), "198.18.0.20:8080");
-    let next = after.pick(|_| 0, None).expect("endpoint").addr();
+    let next = after.pick(|_| 0, None, &[]).expect("endpoint").addr();
     assert_eq!(next.to_string(), "198.18.0.20:8080");
-    let next = after.pick(|_| 0, None).expect("endpoint").addr();
+    let next = after.pick(|_| 0, None, &[]).expect("endpoint").addr();
     assert_eq!(next.to_string(), "198.18.0.21:8080");
 }
 
@@ -90,7 +90,7 @@ fn round_robin_takes_turns() {
     let addrs: Vec<_> = (0..4)
         .map(|_| {
             cluster
-                .pick(|_| 0, None)
+                .pick(|_| 0, None, &[])
                 .expect("endpoint")
                 .addr()
                 .to_string()

@@ -74,6 +74,15 @@ impl Connection {
         Ok(Self { sender, closed })
     }
 
+    /// Why a request failed; after the peer's GOAWAY the connection takes
+    /// no new streams, so the next request makes a new one.
+    fn failed(&self, error: h2::Error) -> Failure {
+        if error.is_go_away() && error.is_remote() {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        Failure::from_h2(error)
+    }
+
     /// The connection ended: requests need a new one.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
@@ -86,7 +95,7 @@ impl Connection {
             .clone()
             .ready()
             .await
-            .map_err(Failure::from_h2)?;
+            .map_err(|e| self.failed(e))?;
         let (mut parts, body) = request.into_parts();
         if let Some(size) = body.size_hint().exact()
             && (size > 0 || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH))
@@ -99,7 +108,7 @@ impl Connection {
         let end_of_stream = body.is_end_stream();
         let (response, stream) = sender
             .send_request(Request::from_parts(parts, ()), end_of_stream)
-            .map_err(Failure::from_h2)?;
+            .map_err(|e| self.failed(e))?;
         // Dropped with the response's body (or with this future, when the
         // caller gives up): a body still being sent is then reset.
         let cancel = if end_of_stream {
@@ -114,7 +123,7 @@ impl Connection {
             }
             Some(cancel)
         };
-        let response = response.await.map_err(Failure::from_h2)?;
+        let response = response.await.map_err(|e| self.failed(e))?;
         let remaining = response
             .headers()
             .get(CONTENT_LENGTH)

@@ -29,7 +29,8 @@ pub fn local(status: StatusCode, why: &'static str) -> Response<Body> {
 pub enum Failure {
     /// The endpoint (or its proxy) could not be reached.
     Connect(String),
-    /// The HTTP/2 stream was refused before any processing.
+    /// The HTTP/2 stream was refused before any processing (REFUSED_STREAM,
+    /// or beyond the last stream a graceful GOAWAY took).
     RefusedStream,
     /// The connection or stream broke before a response.
     Reset(String),
@@ -49,7 +50,10 @@ impl Failure {
     }
 
     pub fn from_h2(error: h2::Error) -> Self {
-        if error.reason() == Some(h2::Reason::REFUSED_STREAM) {
+        // A graceful GOAWAY fails only the streams it did not take.
+        let beyond_go_away =
+            error.is_go_away() && error.is_remote() && error.reason() == Some(h2::Reason::NO_ERROR);
+        if error.reason() == Some(h2::Reason::REFUSED_STREAM) || beyond_go_away {
             Self::RefusedStream
         } else {
             Self::Reset(error.to_string())

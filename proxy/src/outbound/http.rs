@@ -8,27 +8,25 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use http::header::{HOST, HeaderValue, SET_COOKIE};
-use http::{Request, Response, StatusCode, Uri};
+use http::header::SET_COOKIE;
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use plexus_config::Backend;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use super::retry;
-use crate::balance::{Cluster, hash};
-use crate::classify::Class;
+use super::attempts::{Attempts, outgoing};
+use crate::balance::hash;
 use crate::ctx::Ctx;
 use crate::detect::Detected;
-use crate::http::body::{ReadBody, read_small};
 use crate::http::{Body, authority, full, incoming, local, strip_hop_by_hop};
 use crate::routing::filters::{apply_header_ops, rewrite, short_circuit};
 use crate::routing::{Destination, RequestInfo, Route, Source, fault};
 use crate::server::serve_connection;
 use crate::telemetry::Direction;
-use crate::telemetry::metrics::{RequestLabels, RouteLabels};
+use crate::telemetry::metrics::RequestLabels;
 
 /// Serves a connection the app at `source` opened to `original` as HTTP,
 /// until it closes or `stop` (graceful shutdown) fires.
@@ -194,15 +192,18 @@ impl Call<'_> {
             _ => None,
         };
 
-        let attempt = Attempts {
-            call: self,
+        let attempts = Attempts {
+            ctx: self.ctx,
+            app: self.app,
             route,
             cluster,
             parts: &parts,
             host: &host,
             hash: key.as_ref().map(|k| k.value),
         };
-        let mut response = attempt.run(body, labels).await;
+        let mut response = attempts
+            .run(body, &labels.route, &mut labels.dst_identity)
+            .await;
         strip_hop_by_hop(response.headers_mut());
         if let Some(route) = route {
             apply_header_ops(response.headers_mut(), &route.spec.headers.response);
@@ -226,131 +227,4 @@ async fn faults(route: &Route) -> Option<Response<Body>> {
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     Some(response)
-}
-
-/// The attempts of one request to a cluster, within the route's timeout.
-struct Attempts<'a> {
-    call: &'a Call<'a>,
-    route: Option<&'a Route>,
-    cluster: &'a Cluster,
-    parts: &'a http::request::Parts,
-    host: &'a str,
-    /// The request's consistent-hash key.
-    hash: Option<u64>,
-}
-
-impl Attempts<'_> {
-    async fn run(&self, body: Incoming, labels: &mut Labels) -> Response<Body> {
-        let timeout = self
-            .route
-            .and_then(|r| r.spec.timeout_ms)
-            .map(Duration::from_millis);
-        let attempts = self.attempts(body, labels);
-        match timeout {
-            Some(limit) => match tokio::time::timeout(limit, attempts).await {
-                Ok(response) => response,
-                Err(_) => local(StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            },
-            None => attempts.await,
-        }
-    }
-
-    async fn attempts(&self, body: Incoming, labels: &mut Labels) -> Response<Body> {
-        let retry = self
-            .route
-            .and_then(|r| r.spec.retries.as_ref())
-            .filter(|r| r.attempts > 0);
-        // Bodies of known, small size are read whole first: they can be sent
-        // again on retries, and go out with the request's headers (one write,
-        // END_STREAM on the last frame) instead of trickling after them.
-        // Others are streamed, once.
-        let (replay, mut streamed) = match read_small(body).await {
-            Ok(ReadBody::Whole(bytes)) => (Some(bytes), None),
-            Ok(ReadBody::Stream(body)) => (None, Some(incoming(body))),
-            Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
-        };
-        let attempts = match (&replay, retry) {
-            (Some(_), Some(retry)) => 1 + retry.attempts,
-            _ => 1,
-        };
-        let per_try = retry
-            .and_then(|r| r.per_try_timeout_ms)
-            .map(Duration::from_millis);
-        let retry_on = retry.map(|r| r.retry_on.as_slice()).unwrap_or_default();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some(endpoint) = self
-                .cluster
-                .pick(|n| fastrand::usize(..n), self.hash)
-                .cloned()
-            else {
-                return local(StatusCode::SERVICE_UNAVAILABLE, "no-endpoints");
-            };
-            labels.dst_identity = endpoint.identity().unwrap_or_default().to_owned();
-            let body = match (&replay, streamed.take()) {
-                (Some(bytes), _) => full(bytes.clone()),
-                (None, Some(body)) => body,
-                (None, None) => return local(StatusCode::SERVICE_UNAVAILABLE, "request-body"),
-            };
-            let request = outgoing(self.parts, self.host, body);
-            let in_flight = endpoint.start();
-            let send = self.call.ctx.clients.send(
-                endpoint.addr(),
-                endpoint.identity(),
-                self.call.app,
-                request,
-            );
-            let outcome = match per_try {
-                Some(limit) => match tokio::time::timeout(limit, send).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(crate::http::Failure::Timeout),
-                },
-                None => send.await,
-            };
-            drop(in_flight);
-            let class = Class::of(&outcome);
-            if attempt >= attempts || !retry::retryable(retry_on, class) {
-                return match outcome {
-                    Ok(response) => response,
-                    Err(failure) => {
-                        tracing::debug!(?failure, cluster = %self.cluster.name, "request failed");
-                        failure.response()
-                    }
-                };
-            }
-            let route = labels.route.clone();
-            self.call
-                .ctx
-                .metrics()
-                .retries
-                .get_or_create(&RouteLabels { route })
-                .inc();
-            if let Some(retry) = retry {
-                tokio::time::sleep(retry::backoff(retry, attempt, fastrand::f64())).await;
-            }
-        }
-    }
-}
-
-/// The request to send upstream: absolute URI with the authority the app
-/// addressed, hop-by-hop headers removed.
-fn outgoing(parts: &http::request::Parts, host: &str, body: Body) -> Request<Body> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let uri = Uri::try_from(format!("http://{host}{path}"))
-        .or_else(|_| Uri::try_from(path))
-        .unwrap_or_default();
-    let mut request = Request::new(body);
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = uri;
-    *request.headers_mut() = parts.headers.clone();
-    strip_hop_by_hop(request.headers_mut());
-    if let Ok(value) = HeaderValue::try_from(host) {
-        request.headers_mut().insert(HOST, value);
-    }
-    request
 }

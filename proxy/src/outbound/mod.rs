@@ -3,6 +3,7 @@
 //! known destinations whose port is not declared TCP or TLS), and then the
 //! HTTP pipeline (`http`) or opaque TCP (`tcp`).
 
+pub mod attempts;
 pub mod http;
 pub mod retry;
 pub mod tcp;

@@ -40,7 +40,7 @@ pub fn plan(
                 .table
                 .service_cluster(service, port)
                 .and_then(|i| snapshot.cluster(i))
-                .and_then(|c| c.pick(random, None).cloned());
+                .and_then(|c| c.pick(random, None, &[]).cloned());
             match picked {
                 Some(endpoint) => (endpoint.spec.clone(), Some(endpoint.start())),
                 None => return (Plan::Plain(original), None),

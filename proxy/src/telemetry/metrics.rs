@@ -8,6 +8,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::policy::PolicyMetrics;
+use super::resilience::ResilienceMetrics;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Direction {
@@ -110,6 +111,8 @@ pub struct Metrics {
     pub tcp_mtls: Family<PeerLabels, Counter>,
     /// What the inbound policies did.
     pub policy: PolicyMetrics,
+    /// Ejections, overflows, retries not made.
+    pub resilience: ResilienceMetrics,
     pub reloads: Family<ReloadLabels, Counter>,
     registry: Registry,
 }
@@ -130,6 +133,7 @@ impl Default for Metrics {
             tcp_refused: Family::default(),
             tcp_mtls: Family::default(),
             policy: PolicyMetrics::default(),
+            resilience: ResilienceMetrics::default(),
             reloads: Family::default(),
             registry: Registry::default(),
         };
@@ -189,6 +193,7 @@ impl Default for Metrics {
             metrics.tcp_mtls.clone(),
         );
         metrics.policy.register(&mut registry);
+        metrics.resilience.register(&mut registry);
         registry.register(
             "reloads",
             "Configuration and certificate updates read, by result",

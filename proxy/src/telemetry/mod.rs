@@ -1,8 +1,11 @@
 //! What the proxy reports about the traffic it carries: Prometheus metrics
 //! (`metrics`), each subsystem's families with typed label sets, and what
-//! the inbound policies decided (`policy`).
+//! the inbound policies decided (`policy`), what outlier detection and the
+//! circuit breakers did (`resilience`).
 
+pub mod budget;
 pub mod metrics;
 pub mod policy;
+pub mod resilience;
 
 pub use metrics::{Direction, Metrics};

@@ -278,6 +278,8 @@ pub struct AppLog {
     flaked: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The protocol versions requests arrived in.
     pub versions: std::sync::Mutex<Vec<http::Version>>,
+    /// The length of each request's body, in order.
+    pub bodies: std::sync::Mutex<Vec<usize>>,
 }
 
 impl AppLog {
@@ -297,12 +299,17 @@ impl AppLog {
 }
 
 /// An HTTP app (HTTP/1.1 and HTTP/2) answering with its `name` (and an
-/// `x-app: <name>` header): `…/flaky` answers 503 to the first request of
+/// `x-app: <name>` header), after reading the request's body whole (its
+/// length is logged): `…/flaky` answers 503 to the first request of
 /// each `x-request-id` and 200 to the next (`?fail=<status>`: that status
 /// instead), `?slow-once` makes the first request of each `x-request-id`
 /// take two seconds, `/slow` answers after two seconds, `/headers` (or a
 /// request with `x-echo`) echoes the request's method, authority, path and
-/// headers, anything else 200 with the name.
+/// headers, anything else 200 with the name. Also once per `x-request-id`:
+/// `?mark=<header>` adds that header (value `1`), `?limited` answers 429
+/// with `x-envoy-ratelimited`, `?grpc=<code>` answers as gRPC with that
+/// `grpc-status` in the trailers (`?grpc-only=<code>`: in a trailers-only
+/// answer); gRPC answers after that carry `grpc-status: 0`.
 pub async fn http_app(name: &'static str) -> (SocketAddr, Arc<AppLog>) {
     http_app_on("127.0.0.1", name).await
 }
@@ -310,8 +317,11 @@ pub async fn http_app(name: &'static str) -> (SocketAddr, Arc<AppLog>) {
 /// [`http_app`] on a loopback address of its own. It also sleeps for the
 /// milliseconds a request's `x-delay-<name>` header says.
 pub async fn http_app_on(ip: &str, name: &'static str) -> (SocketAddr, Arc<AppLog>) {
-    use http_body_util::Full;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::Frame;
     use hyper::{Request, Response, StatusCode};
+    type AppBody =
+        http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::convert::Infallible>;
     let listener = TcpListener::bind((ip, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let log = Arc::new(AppLog::default());
@@ -330,6 +340,14 @@ pub async fn http_app_on(ip: &str, name: &'static str) -> (SocketAddr, Arc<AppLo
                             .entry(path.clone())
                             .or_default() += 1;
                         log.versions.lock().expect("log").push(request.version());
+                        let (request, body) = request.into_parts();
+                        let request = Request::from_parts(request, ());
+                        let length = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().len())
+                            .unwrap_or(0);
+                        log.bodies.lock().expect("log").push(length);
                         let mut status = StatusCode::OK;
                         let mut body = name.to_owned();
                         let query = request.uri().query().unwrap_or_default().to_owned();
@@ -393,11 +411,60 @@ pub async fn http_app_on(ip: &str, name: &'static str) -> (SocketAddr, Arc<AppLo
                             }
                             _ => {}
                         }
-                        let mut response = Response::new(Full::new(bytes::Bytes::from(body)));
+                        let once = |key: &str| {
+                            query
+                                .split('&')
+                                .find_map(|q| q.strip_prefix(key))
+                                .filter(|_| first(&log, key))
+                                .map(str::to_owned)
+                        };
+                        let mark = once("mark=");
+                        if once("limited").is_some() {
+                            status = StatusCode::TOO_MANY_REQUESTS;
+                        }
+                        let grpc_only = once("grpc-only=");
+                        let grpc = once("grpc=")
+                            .or_else(|| query.contains("grpc").then(|| "0".to_owned()));
+                        let body: AppBody = match (&grpc_only, &grpc) {
+                            (None, Some(code)) => {
+                                let mut trailers = hyper::HeaderMap::new();
+                                trailers.insert("grpc-status", code.parse().expect("a code"));
+                                let frames = [
+                                    Frame::data(bytes::Bytes::from(body)),
+                                    Frame::trailers(trailers),
+                                ];
+                                StreamBody::new(futures::stream::iter(
+                                    frames.map(Ok::<_, std::convert::Infallible>),
+                                ))
+                                .boxed_unsync()
+                            }
+                            _ => Full::new(bytes::Bytes::from(body)).boxed_unsync(),
+                        };
+                        let mut response = Response::new(body);
                         *response.status_mut() = status;
-                        response
-                            .headers_mut()
-                            .insert("x-app", hyper::header::HeaderValue::from_static(name));
+                        let headers = response.headers_mut();
+                        headers.insert("x-app", hyper::header::HeaderValue::from_static(name));
+                        if let Some(mark) = mark {
+                            headers.insert(
+                                hyper::header::HeaderName::try_from(mark).expect("a name"),
+                                hyper::header::HeaderValue::from_static("1"),
+                            );
+                        }
+                        if status == StatusCode::TOO_MANY_REQUESTS {
+                            headers.insert(
+                                "x-envoy-ratelimited",
+                                hyper::header::HeaderValue::from_static("true"),
+                            );
+                        }
+                        if grpc.is_some() || grpc_only.is_some() {
+                            headers.insert(
+                                "content-type",
+                                hyper::header::HeaderValue::from_static("application/grpc"),
+                            );
+                        }
+                        if let Some(code) = grpc_only {
+                            headers.insert("grpc-status", code.parse().expect("a code"));
+                        }
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 });

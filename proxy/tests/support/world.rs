@@ -41,6 +41,8 @@ pub struct Workload {
     pub labels: &'static [(&'static str, &'static str)],
     /// Its app refuses connections (nothing listens on its port).
     pub dead: bool,
+    /// Its proxy is not running: connections to the pod are refused.
+    pub down: bool,
 }
 
 /// A pod of Service `app` (label `app`) with `version`, in [`NS`].
@@ -56,6 +58,7 @@ pub fn workload(
         service_account: "web",
         labels,
         dead: false,
+        down: false,
     }
 }
 
@@ -228,6 +231,10 @@ impl World {
             dirs: Vec::new(),
         };
         for (w, listener, app, log) in started {
+            if w.down {
+                drop(listener);
+                continue;
+            }
             let dir = world.volumes(
                 &format!("server-{}", w.name),
                 w.namespace,

@@ -12,7 +12,7 @@ fn config() -> ProxyConfig {
 
 fn snapshot(config: ProxyConfig) -> Snapshot {
     let table = Table::new(Arc::new(config)).expect("compiles");
-    let clusters = Clusters::new(&table, None);
+    let clusters = Clusters::new(&table, None, &Default::default());
     Snapshot {
         table,
         clusters,

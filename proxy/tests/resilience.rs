@@ -1,0 +1,804 @@
+//! Resilience as DestinationRules and VirtualServices configure it, end to
+//! end (resource, the operator's compiler, proxies on loopback, counted at
+//! the apps and in the answers): circuit breakers that refuse what
+//! overflows, outlier detection that ejects and readmits endpoints, every
+//! `retryOn` condition, and request bodies retried within the limit.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plexus_proxy::state::ProxyState;
+use support::world::{NS, Workload, World, host, send, service, workload};
+use support::{count, http_client, metrics};
+
+const CLIENT: &[(&str, &str)] = &[("app", "client")];
+
+/// Answers of `n` concurrent GETs of `path` (each with its own
+/// `x-request-id`): status, `plexus-proxy-error`, and how long each took.
+async fn concurrently(
+    proxy: SocketAddr,
+    service: &str,
+    path: &str,
+    headers: &'static [(&'static str, &'static str)],
+    n: usize,
+) -> Vec<(u16, String, Duration)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (path, host) = (path.to_owned(), host(service));
+            tokio::spawn(async move {
+                let client = http_client(false);
+                let id = format!("{path}-{i}");
+                let mut with: Vec<(&str, &str)> = headers.to_vec();
+                with.push(("x-request-id", &id));
+                let started = Instant::now();
+                let answer = send(&client, proxy, "GET", &path, &host, &with).await;
+                let why = answer
+                    .headers
+                    .get("plexus-proxy-error")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                (answer.status, why, started.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("a caller"));
+    }
+    answers
+}
+
+/// How many answers had each (status, why).
+fn tally(answers: &[(u16, String, Duration)]) -> BTreeMap<(u16, String), usize> {
+    let mut tally = BTreeMap::new();
+    for (status, why, _) in answers {
+        *tally.entry((*status, why.clone())).or_default() += 1;
+    }
+    tally
+}
+
+fn series(state: &ProxyState, name: &str, cluster: &str, reason: &str) -> u64 {
+    count(
+        &metrics(state),
+        &format!(r#"plexus_proxy_{name}_total{{cluster="demo/{cluster}",reason="{reason}"}}"#),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_pools_refuse_what_overflows() {
+    let resources = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: pending}
+spec:
+  host: pending
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: requests}
+spec:
+  host: requests
+  trafficPolicy:
+    portLevelSettings:
+      - port: {number: 80}
+        connectionPool: {http: {http2MaxRequests: 3}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: retries}
+spec:
+  host: retries
+  subsets:
+    - name: all
+      labels: {app: web}
+      trafficPolicy: {connectionPool: {http: {maxRetries: 1}}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: retries}
+spec:
+  hosts: [retries]
+  http:
+    - route: [{destination: {host: retries, subset: all}}]
+      retries: {attempts: 2, retryOn: 5xx, backoff: 1ms}
+"#;
+    let workloads = [workload("a", "127.0.0.31", &[("app", "web")])];
+    let names = ["pending", "requests", "retries"];
+    let services = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| service(name, &format!("127.0.10.{}", 30 + i), &[("app", "web")]))
+        .collect();
+    let mut world = World::start("pools", &workloads, services, |_| resources.into()).await;
+    for name in names {
+        world.assert_enforced(&format!("DestinationRule/demo/{name}"));
+    }
+    let (pending, state) = world.client(NS, CLIENT, "127.0.10.30:80").await;
+    let (requests, _) = world.client(NS, CLIENT, "127.0.10.31:80").await;
+    let (retries, retries_state) = world.client(NS, CLIENT, "127.0.10.32:80").await;
+    let slow: &[(&str, &str)] = &[("x-delay-a", "1000")];
+
+    // One HTTP/1.1 request in flight, one waiting: six of eight overflow,
+    // at once.
+    let answers = concurrently(pending, "pending", "/", slow, 8).await;
+    assert_eq!(
+        tally(&answers),
+        BTreeMap::from([((200, String::new()), 2), ((503, "overflow".into()), 6)]),
+        "{answers:?}"
+    );
+    for (status, _, took) in &answers {
+        if *status == 503 {
+            assert!(
+                *took < Duration::from_millis(500),
+                "an overflow waited {took:?}"
+            );
+        }
+    }
+    let waited = answers.iter().filter(|a| a.0 == 200).map(|a| a.2).max();
+    assert!(
+        waited >= Some(Duration::from_millis(1_900)),
+        "the pending one waited for the first: {waited:?}"
+    );
+    assert_eq!(
+        series(&state, "overflow", "pending:80", "max-pending-requests"),
+        6
+    );
+
+    // Three requests in flight at most, whatever the protocol.
+    let answers = concurrently(requests, "requests", "/", slow, 8).await;
+    assert_eq!(
+        tally(&answers),
+        BTreeMap::from([((200, String::new()), 3), ((503, "overflow".into()), 5)]),
+        "{answers:?}"
+    );
+    let client = http_client(false);
+    let overflow = send(&client, pending, "GET", "/", &host("pending"), &[]).await;
+    assert_eq!(
+        overflow.status, 200,
+        "nothing in flight any more: {overflow:?}"
+    );
+
+    // Four requests fail at once; one retry may be in flight: one caller
+    // gets the retry's 200, three the first attempt's 503.
+    let answers = concurrently(retries, "retries", "/?fail=503", &[("x-delay-a", "300")], 4).await;
+    assert_eq!(
+        tally(&answers),
+        BTreeMap::from([((200, String::new()), 1), ((503, String::new()), 3)]),
+        "{answers:?}"
+    );
+    assert_eq!(
+        series(&retries_state, "overflow", "retries:80/all", "max-retries"),
+        3
+    );
+    assert_eq!(
+        series(
+            &retries_state,
+            "retries_skipped",
+            "retries:80/all",
+            "max-retries"
+        ),
+        3
+    );
+    assert_eq!(world.servers["a"].app.served("/"), 2 + 3 + 1 + 4 + 1);
+}
+
+/// Sends `n` GETs through `proxy` to `service`; their statuses.
+async fn statuses(proxy: SocketAddr, service: &str, n: usize) -> Vec<u16> {
+    let client = http_client(false);
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        seen.push(
+            send(&client, proxy, "GET", "/", &host(service), &[])
+                .await
+                .status,
+        );
+    }
+    seen
+}
+
+fn failures(statuses: &[u16]) -> usize {
+    statuses.iter().filter(|s| **s != 200).count()
+}
+
+/// Sends GETs until `failed` of them failed (at most `limit`): how many
+/// were sent.
+async fn until_failed(proxy: SocketAddr, service: &str, failed: usize, limit: usize) -> usize {
+    let client = http_client(false);
+    let mut seen = 0;
+    for sent in 1..=limit {
+        if send(&client, proxy, "GET", "/", &host(service), &[])
+            .await
+            .status
+            != 200
+        {
+            seen += 1;
+            if seen == failed {
+                return sent;
+            }
+        }
+    }
+    panic!("{seen} of {limit} failed, not {failed}");
+}
+
+/// VirtualServices turning retries off for `hosts`: those of requests that
+/// never reached an app too, so that every failure reaches the caller.
+fn retries_off(hosts: &[&str]) -> String {
+    hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "---\napiVersion: plexus.dev/v1alpha1\nkind: VirtualService\nmetadata: {{name: {h}}}\nspec: {{hosts: [{h}], http: [{{route: [{{destination: {{host: {h}}}}}], retries: {{attempts: 0}}}}]}}\n"
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outlier_detection_ejects_and_readmits() {
+    let resources = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: ejects}
+spec:
+  host: ejects
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 3, interval: 10s, baseEjectionTime: 1s, maxEjectionPercent: 100}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: at-most-one}
+spec:
+  host: at-most-one
+  subsets:
+    - name: all
+      labels: {set: three}
+      trafficPolicy:
+        loadBalancer: {simple: ROUND_ROBIN}
+        outlierDetection: {consecutiveGatewayErrors: 1, consecutive5xxErrors: 0, baseEjectionTime: 60s, maxEjectionPercent: 50}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: at-most-one}
+spec:
+  hosts: [at-most-one]
+  http: [{route: [{destination: {host: at-most-one, subset: all}}], retries: {attempts: 0}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: min-health}
+spec:
+  host: min-health
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    portLevelSettings:
+      - port: {number: 80}
+        outlierDetection: {consecutive5xxErrors: 1, baseEjectionTime: 60s, maxEjectionPercent: 100, minHealthPercent: 50}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: all-out}
+spec:
+  host: all-out
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 1, baseEjectionTime: 60s, maxEjectionPercent: 100}
+"#
+    .to_owned()
+        + &retries_off(&["ejects", "min-health", "all-out"]);
+    let dead = |name, ip, labels| Workload {
+        dead: true,
+        ..workload(name, ip, labels)
+    };
+    let workloads = [
+        workload("a", "127.0.0.41", &[("app", "web"), ("set", "two")]),
+        dead("b", "127.0.0.42", &[("app", "web"), ("set", "two")]),
+        workload("c", "127.0.0.43", &[("app", "web"), ("set", "three")]),
+        dead("d", "127.0.0.44", &[("app", "web"), ("set", "three")]),
+        dead("e", "127.0.0.45", &[("app", "web"), ("set", "three")]),
+    ];
+    let services = vec![
+        service("ejects", "127.0.10.40", &[("set", "two")]),
+        service("at-most-one", "127.0.10.41", &[("set", "three")]),
+        service("min-health", "127.0.10.42", &[("set", "three")]),
+        service("all-out", "127.0.10.43", &[("set", "three")]),
+    ];
+    let mut world = World::start("outlier", &workloads, services, |_| resources).await;
+    for name in ["ejects", "at-most-one", "min-health", "all-out"] {
+        world.assert_enforced(&format!("DestinationRule/demo/{name}"));
+    }
+    let (ejects, state) = world.client(NS, CLIENT, "127.0.10.40:80").await;
+    let ejections = |state: &ProxyState, cluster: &str, endpoint: &str| {
+        count(
+            &metrics(state),
+            &format!(
+                r#"plexus_proxy_outlier_ejections_total{{cluster="demo/{cluster}",endpoint="{endpoint}",reason="consecutive-5xx"}}"#
+            ),
+        )
+    };
+    let b = world.servers["b"].addr.to_string();
+
+    // b's app refuses: its third 503 in a row ejects it for a second.
+    until_failed(ejects, "ejects", 3, 20).await;
+    let ejected = Instant::now();
+    assert_eq!(ejections(&state, "ejects:80", &b), 1);
+    let dump = state.snapshot().expect("a configuration").clusters.dump();
+    let standing = dump
+        .iter()
+        .find(|c| c["name"] == "demo/ejects:80")
+        .and_then(|c| {
+            c["endpoints"]
+                .as_array()?
+                .iter()
+                .find(|e| e["address"] == b.as_str())
+                .cloned()
+        })
+        .expect("b in the dump");
+    assert!(
+        standing["ejectedForMs"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0 && ms <= 1_000),
+        "{standing}"
+    );
+    assert_eq!(
+        failures(&statuses(ejects, "ejects", 20).await),
+        0,
+        "b is out"
+    );
+    // Back after its second: three more failures eject it again, now for
+    // two seconds (it has not been healthy for an interval since).
+    tokio::time::sleep(Duration::from_millis(1_100).saturating_sub(ejected.elapsed())).await;
+    until_failed(ejects, "ejects", 3, 20).await;
+    let again = Instant::now();
+    assert_eq!(ejections(&state, "ejects:80", &b), 2);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(
+        failures(&statuses(ejects, "ejects", 20).await),
+        0,
+        "still out after 1.3 s"
+    );
+    tokio::time::sleep(Duration::from_millis(2_100).saturating_sub(again.elapsed())).await;
+    assert!(
+        failures(&statuses(ejects, "ejects", 6).await) > 0,
+        "back after 2 s"
+    );
+    let returns = count(
+        &metrics(&state),
+        &format!(
+            r#"plexus_proxy_outlier_returns_total{{cluster="demo/ejects:80",endpoint="{b}"}}"#
+        ),
+    );
+    assert_eq!(returns, 2);
+
+    // maxEjectionPercent 50 of three endpoints: one may be out, not two.
+    let (at_most_one, state) = world.client(NS, CLIENT, "127.0.10.41:80").await;
+    let first = failures(&statuses(at_most_one, "at-most-one", 30).await);
+    let later = failures(&statuses(at_most_one, "at-most-one", 30).await);
+    assert_eq!(
+        later, 15,
+        "one dead endpoint of the two left takes every other call ({first} first)"
+    );
+    assert!(
+        series(
+            &state,
+            "outlier_not_ejected",
+            "at-most-one:80/all",
+            "max-ejection-percent"
+        ) >= 14
+    );
+
+    // Both dead ones out: with minHealthPercent 50, one healthy of three is
+    // too few, so all three take calls again; without it, c takes all.
+    let (min_health, _) = world.client(NS, CLIENT, "127.0.10.42:80").await;
+    let (all_out, _) = world.client(NS, CLIENT, "127.0.10.43:80").await;
+    statuses(min_health, "min-health", 6).await;
+    statuses(all_out, "all-out", 6).await;
+    assert_eq!(failures(&statuses(min_health, "min-health", 30).await), 20);
+    assert_eq!(failures(&statuses(all_out, "all-out", 30).await), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_origin_failures_count_apart() {
+    let rule = |name: &str| {
+        format!(
+            r#"apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {{name: {name}}}
+spec:
+  host: {name}
+  trafficPolicy:
+    loadBalancer: {{simple: ROUND_ROBIN}}
+    outlierDetection:
+      splitExternalLocalOriginErrors: true
+      consecutiveLocalOriginFailures: 2
+      consecutive5xxErrors: 0
+      baseEjectionTime: 60s
+      maxEjectionPercent: 100
+---
+"#
+        )
+    };
+    let resources =
+        rule("unreachable") + &rule("failing") + &retries_off(&["unreachable", "failing"]);
+    let workloads = [
+        workload(
+            "a",
+            "127.0.0.71",
+            &[("app", "web"), ("u", "yes"), ("f", "yes")],
+        ),
+        Workload {
+            down: true,
+            ..workload("down", "127.0.0.72", &[("app", "web"), ("u", "yes")])
+        },
+        Workload {
+            dead: true,
+            ..workload("dead", "127.0.0.73", &[("app", "web"), ("f", "yes")])
+        },
+    ];
+    let services = vec![
+        service("unreachable", "127.0.10.70", &[("u", "yes")]),
+        service("failing", "127.0.10.71", &[("f", "yes")]),
+    ];
+    let mut world = World::start("local-origin", &workloads, services, |_| resources).await;
+    for name in ["unreachable", "failing"] {
+        world.assert_enforced(&format!("DestinationRule/demo/{name}"));
+    }
+    // Nothing listens at `down`: two connect failures in a row eject it.
+    let (unreachable, state) = world.client(NS, CLIENT, "127.0.10.70:80").await;
+    until_failed(unreachable, "unreachable", 2, 10).await;
+    assert_eq!(failures(&statuses(unreachable, "unreachable", 20).await), 0);
+    let ejections = |state: &ProxyState| {
+        metrics(state)
+            .lines()
+            .filter(|l| l.starts_with("plexus_proxy_outlier_ejections_total"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let ejected = ejections(&state);
+    assert_eq!(ejected.len(), 1, "{ejected:?}");
+    assert!(
+        ejected[0].contains(r#"endpoint="127.0.0.72:"#)
+            && ejected[0].contains(r#"reason="consecutive-local-origin-failures""#),
+        "{ejected:?}"
+    );
+    // The 503s of `dead` come from its proxy: the endpoint answered, so
+    // they are not local-origin failures, and 5xx are not counted here.
+    let (failing, state) = world.client(NS, CLIENT, "127.0.10.71:80").await;
+    assert_eq!(failures(&statuses(failing, "failing", 20).await), 10);
+    assert_eq!(ejections(&state), Vec::<String>::new());
+}
+
+/// A GET through `proxy`, over HTTP/2 when `grpc` (as a gRPC call): the
+/// status, the body, and the `grpc-status` of the trailers.
+async fn call(
+    proxy: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    grpc: bool,
+) -> (u16, String, Option<String>) {
+    use http_body_util::BodyExt;
+    let client = http_client(grpc);
+    let mut request = hyper::Request::builder()
+        .method("GET")
+        .uri(format!("http://{proxy}{path}"))
+        .header("host", host("web"));
+    if grpc {
+        request = request.header("content-type", "application/grpc");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("a request");
+    let response = client.request(request).await.expect("an answer");
+    let status = response.status().as_u16();
+    let in_headers = response.headers().get("grpc-status").cloned();
+    let collected = response.into_body().collect().await.expect("a body");
+    let grpc_status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status").cloned())
+        .or(in_headers)
+        .map(|v| v.to_str().expect("text").to_owned());
+    let body = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+    (status, body, grpc_status)
+}
+
+/// An HTTP/2 server outside the mesh that refuses the first stream of
+/// each connection (REFUSED_STREAM) and answers the others.
+async fn refusing_server(ip: &str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                let mut first = true;
+                while let Some(Ok((_, mut respond))) = connection.accept().await {
+                    if std::mem::take(&mut first) {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let response = http::Response::builder()
+                        .status(200)
+                        .body(())
+                        .expect("a response");
+                    if let Ok(mut body) = respond.send_response(response, false) {
+                        let _ = body.send_data(bytes::Bytes::from_static(b"second"), true);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A condition, the query that makes the app fail once as it covers,
+/// request headers, and whether the call is gRPC.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    bool,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_retry_on_condition_retries() {
+    let refusing = refusing_server("127.0.0.59").await;
+    let conditions = [
+        "retriable-4xx",
+        "envoy-ratelimited",
+        "retriable-headers",
+        "retriable-status-codes",
+        "reset-before-request",
+        "cancelled",
+        "deadline-exceeded",
+        "resource-exhausted",
+        "internal",
+        "unavailable",
+    ];
+    let mut resources = String::from(
+        r#"
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  subsets:
+    - {name: one, labels: {track: one}}
+    - {name: down-first, labels: {track: down-first}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http:
+    - name: not-grpc
+      match: [{uri: {prefix: /not-grpc}}]
+      retries: {attempts: 2, retryOn: 5xx}
+      route: [{destination: {host: web, subset: one}}]
+"#,
+    );
+    for condition in conditions {
+        let subset = if condition == "reset-before-request" {
+            "down-first"
+        } else {
+            "one"
+        };
+        resources.push_str(&format!(
+            "    - name: {condition}\n      match: [{{uri: {{prefix: /{condition}}}}}]\n      retries: {{attempts: 2, retryOn: {condition}, backoff: 1ms}}\n      route: [{{destination: {{host: web, subset: {subset}}}}}]\n"
+        ));
+    }
+    resources.push_str(&format!(
+        r#"---
+apiVersion: plexus.dev/v1alpha1
+kind: ServiceEntry
+metadata: {{name: refusing}}
+spec:
+  hosts: [refusing.external.test]
+  addresses: [127.0.10.59]
+  ports: [{{number: 80, name: http2, protocol: HTTP2, targetPort: {port}}}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.59}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {{name: refusing}}
+spec:
+  hosts: [refusing.external.test]
+  http: [{{name: refused, retries: {{attempts: 2, retryOn: refused-stream, backoff: 1ms}}, route: [{{destination: {{host: refusing.external.test}}}}]}}]
+"#,
+        port = refusing.port()
+    ));
+    let workloads = [
+        workload("one", "127.0.0.51", &[("app", "web"), ("track", "one")]),
+        // First by address in round robin: nothing listens there.
+        Workload {
+            down: true,
+            ..workload(
+                "down",
+                "127.0.0.52",
+                &[("app", "web"), ("track", "down-first")],
+            )
+        },
+        workload(
+            "up",
+            "127.0.0.53",
+            &[("app", "web"), ("track", "down-first")],
+        ),
+    ];
+    let mut world = World::start(
+        "retry-on",
+        &workloads,
+        vec![service("web", "127.0.10.50", &[("app", "web")])],
+        |_| resources,
+    )
+    .await;
+    for origin in [
+        "VirtualService/demo/web",
+        "VirtualService/demo/refusing",
+        "DestinationRule/demo/web",
+    ] {
+        world.assert_enforced(origin);
+    }
+    let (proxy, state) = world.client(NS, CLIENT, "127.0.10.50:80").await;
+    let one = world.servers["one"].app.clone();
+    let cases: [Case; 10] = [
+        ("retriable-4xx", "?fail=409", &[], false),
+        ("envoy-ratelimited", "?limited", &[], false),
+        (
+            "retriable-headers",
+            "?mark=x-upstream-retry",
+            &[("x-envoy-retriable-header-names", "X-Upstream-Retry")],
+            false,
+        ),
+        (
+            "retriable-status-codes",
+            "?fail=418",
+            &[("x-envoy-retriable-status-codes", "418")],
+            false,
+        ),
+        ("reset-before-request", "", &[], false),
+        ("cancelled", "?grpc=1", &[], true),
+        ("deadline-exceeded", "?grpc-only=4", &[], true),
+        ("resource-exhausted", "?grpc=8", &[], true),
+        ("internal", "?grpc=13", &[], true),
+        ("unavailable", "?grpc=14", &[], true),
+    ];
+    for (condition, query, headers, grpc) in cases {
+        let id = format!("id-{condition}");
+        let mut with = headers.to_vec();
+        with.push(("x-request-id", &id));
+        let (status, body, grpc_status) =
+            call(proxy, &format!("/{condition}{query}"), &with, grpc).await;
+        let expected = if condition == "reset-before-request" {
+            "up"
+        } else {
+            "one"
+        };
+        assert_eq!((status, body.as_str()), (200, expected), "{condition}");
+        if grpc {
+            assert_eq!(grpc_status.as_deref(), Some("0"), "{condition}");
+        }
+        if expected == "one" {
+            assert_eq!(
+                one.served(&format!("/{condition}")),
+                2,
+                "{condition}: the failure, then the retry"
+            );
+        }
+        let retries = count(
+            &metrics(&state),
+            &format!(
+                r#"plexus_proxy_retries_total{{route="VirtualService/demo/web/{condition}"}}"#
+            ),
+        );
+        assert_eq!(retries, 1, "{condition}");
+    }
+    // UNAVAILABLE in the trailers of a route that retries 5xx only: passed on.
+    let (status, _, grpc_status) =
+        call(proxy, "/not-grpc?grpc=14", &[("x-request-id", "n")], true).await;
+    assert_eq!((status, grpc_status.as_deref()), (200, Some("14")));
+    assert_eq!(one.served("/not-grpc"), 1);
+
+    // REFUSED_STREAM from an HTTP/2 server outside the mesh: retried.
+    let (refused, refused_state) = world.client(NS, CLIENT, "127.0.10.59:80").await;
+    let client = http_client(true);
+    let answer = send(&client, refused, "GET", "/", "refusing.external.test", &[]).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "second"));
+    let retries = count(
+        &metrics(&refused_state),
+        r#"plexus_proxy_retries_total{route="VirtualService/demo/refusing/refused"}"#,
+    );
+    assert_eq!(retries, 1);
+}
+
+/// A POST of `size` bytes streamed in 8 KiB chunks (no length given).
+async fn post_streamed(proxy: SocketAddr, path: &str, id: &str, size: usize) -> u16 {
+    use futures::StreamExt;
+    use http_body_util::StreamBody;
+    type Chunks = StreamBody<
+        futures::stream::BoxStream<
+            'static,
+            Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+        >,
+    >;
+    let client: hyper_util::client::legacy::Client<_, Chunks> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let chunks = (0..size.div_ceil(8192)).map(move |i| {
+        let n = 8192.min(size - i * 8192);
+        Ok(hyper::body::Frame::data(bytes::Bytes::from(vec![b'x'; n])))
+    });
+    let body = StreamBody::new(futures::stream::iter(chunks).boxed());
+    let request = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("http://{proxy}{path}"))
+        .header("host", host("web"))
+        .header("x-request-id", id)
+        .body(body)
+        .expect("a request");
+    client
+        .request(request)
+        .await
+        .expect("an answer")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_retried_within_the_limit() {
+    let resources = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http: [{name: upload, retries: {attempts: 1, retryOn: 5xx, backoff: 1ms}, route: [{destination: {host: web}}]}]
+"#;
+    let workloads = [workload("a", "127.0.0.61", &[("app", "web")])];
+    let mut world = World::start(
+        "bodies",
+        &workloads,
+        vec![service("web", "127.0.10.60", &[("app", "web")])],
+        |_| resources.into(),
+    )
+    .await;
+    world.assert_enforced("VirtualService/demo/web");
+    let (proxy, state) = world.client(NS, CLIENT, "127.0.10.60:80").await;
+    let app: Arc<support::AppLog> = world.servers["a"].app.clone();
+    let bodies = || std::mem::take(&mut *app.bodies.lock().expect("log"));
+
+    // 32 KiB streamed: kept as it went, sent again.
+    assert_eq!(
+        post_streamed(proxy, "/small?fail=503", "small", 32 * 1024).await,
+        200
+    );
+    assert_eq!(bodies(), [32 * 1024, 32 * 1024]);
+    // 1 MiB streamed: sent once; the 503 is the answer.
+    assert_eq!(
+        post_streamed(proxy, "/large?fail=503", "large", 1024 * 1024).await,
+        503
+    );
+    assert_eq!(bodies(), [1024 * 1024]);
+    assert_eq!(
+        series(&state, "retries_skipped", "web:80", "body-too-large"),
+        1
+    );
+    let retries = count(
+        &metrics(&state),
+        r#"plexus_proxy_retries_total{route="VirtualService/demo/web/upload"}"#,
+    );
+    assert_eq!(retries, 1);
+}
