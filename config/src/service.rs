@@ -188,6 +188,8 @@ pub struct PortPolicy {
 pub enum LoadBalancer {
     /// Least requests by the power of two choices (the default).
     LeastRequest,
+    /// Power of two choices by peak-EWMA latency times requests in flight.
+    PeakEwma,
     /// Round robin.
     RoundRobin,
     /// Uniformly random.

@@ -105,6 +105,9 @@ string_enum! {
         RoundRobin = "ROUND_ROBIN",
         /// The less loaded of two random endpoints (power of two choices).
         LeastRequest = "LEAST_REQUEST",
+        /// Plexus: the endpoint with the lower latency estimate times
+        /// requests in flight, of two random ones (Linkerd's peak EWMA).
+        PeakEwma = "PEAK_EWMA",
     }
 }
 

@@ -1,7 +1,7 @@
 //! Load balancing as DestinationRules configure it, end to end (resource,
 //! the operator's compiler, proxies on loopback): round robin at the
-//! destination's, a port's and a subset's level, random and least-request
-//! spreads, and consistent hashing on a header, a cookie, the source address
+//! destination's, a port's and a subset's level, random, least-request and
+//! peak-EWMA spreads, and consistent hashing on a header, a cookie, the source address
 //! and a query parameter.
 
 mod support;
@@ -135,13 +135,20 @@ async fn random_and_least_request_balancing() {
         rule("least-request", "LEAST_REQUEST"),
         rule("least-conn", "LEAST_CONN"),
         rule("unspecified", "UNSPECIFIED"),
+        rule("peak-ewma", "PEAK_EWMA"),
     ]
     .concat();
     let workloads = [
         workload("a", "127.0.0.21", &[("app", "web")]),
         workload("b", "127.0.0.22", &[("app", "web")]),
     ];
-    let names = ["random", "least-request", "least-conn", "unspecified"];
+    let names = [
+        "random",
+        "least-request",
+        "least-conn",
+        "unspecified",
+        "peak-ewma",
+    ];
     let services = names
         .iter()
         .enumerate()
@@ -284,4 +291,59 @@ spec:
     let value = set.split(';').next().expect("name=value").to_owned();
     let seen = endpoints(answers(cookie, "/", &[("cookie", &value)], 1000).await);
     assert_eq!(seen, BTreeSet::from([first.body]), "{value}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_an_endpoint_remaps_few_keys() {
+    let rule = |name: &str| {
+        format!(
+            "apiVersion: plexus.dev/v1alpha1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec: {{host: {name}, trafficPolicy: {{loadBalancer: {{consistentHash: {{httpHeaderName: x-user}}}}}}}}\n---\n"
+        )
+    };
+    let resources = rule("nine") + &rule("ten");
+    const NAMES: [&str; 10] = ["e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"];
+    const IPS: [&str; 10] = [
+        "127.0.0.80",
+        "127.0.0.81",
+        "127.0.0.82",
+        "127.0.0.83",
+        "127.0.0.84",
+        "127.0.0.85",
+        "127.0.0.86",
+        "127.0.0.87",
+        "127.0.0.88",
+        "127.0.0.89",
+    ];
+    // The same nine pods, and with the tenth.
+    let workloads: Vec<_> = (0..10)
+        .map(|i| {
+            let labels: &'static [(&str, &str)] = if i < 9 {
+                &[("app", "web"), ("nine", "yes")]
+            } else {
+                &[("app", "web")]
+            };
+            workload(NAMES[i], IPS[i], labels)
+        })
+        .collect();
+    let services = vec![
+        service("nine", "127.0.10.80", &[("nine", "yes")]),
+        service("ten", "127.0.10.81", &[("app", "web")]),
+    ];
+    let mut world = World::start("remap", &workloads, services, |_| resources).await;
+    world.assert_enforced("DestinationRule/demo/nine");
+    let (nine, _) = world.client(NS, CLIENT, "127.0.10.80:80").await;
+    let (ten, _) = world.client(NS, CLIENT, "127.0.10.81:80").await;
+    let mut moved = 0;
+    for key in 0..1000 {
+        let user = format!("user-{key}");
+        let before = answers(nine, "/", &[("x-user", &user)], 1).await;
+        let after = answers(ten, "/", &[("x-user", &user)], 1).await;
+        if before != after {
+            assert_eq!(after, ["e9"], "{user} moved between the nine");
+            moved += 1;
+        }
+    }
+    // The tenth endpoint takes about a tenth of the keys, and only those.
+    eprintln!("{moved} of 1000 keys moved to another endpoint");
+    assert!((50..=150).contains(&moved), "{moved} of 1000 keys moved");
 }

@@ -109,13 +109,15 @@ const VIRTUAL_SERVICE: &[Capability] = &[
 ];
 
 /// Load balancers the proxy runs (LEAST_CONN is Istio's old name of
-/// LEAST_REQUEST; UNSPECIFIED is the default, LEAST_REQUEST).
+/// LEAST_REQUEST; UNSPECIFIED is the default, LEAST_REQUEST; PEAK_EWMA is
+/// Plexus's own).
 const SIMPLE_LB: &[&str] = &[
     "UNSPECIFIED",
     "LEAST_REQUEST",
     "LEAST_CONN",
     "ROUND_ROBIN",
     "RANDOM",
+    "PEAK_EWMA",
 ];
 
 const POOL: &str = "proxy/tests/resilience.rs::connection_pools_refuse_what_overflows";

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::ewma::Ewma;
 use super::outlier::Health;
 use crate::routing::EndpointSpec;
 
@@ -15,6 +16,8 @@ pub struct Endpoint {
     pub spec: EndpointSpec,
     in_flight: AtomicUsize,
     pub health: Health,
+    /// Its latency estimate (peak-EWMA balancing).
+    pub latency: Ewma,
 }
 
 impl Endpoint {
@@ -23,6 +26,7 @@ impl Endpoint {
             spec,
             in_flight: AtomicUsize::new(0),
             health: Health::default(),
+            latency: Ewma::default(),
         }
     }
 

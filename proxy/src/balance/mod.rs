@@ -1,5 +1,6 @@
 //! The live state of the endpoints requests are balanced over: requests in
-//! flight per endpoint, round-robin cursors, outlier standing (`outlier`)
+//! flight per endpoint, round-robin cursors, latency estimates (`ewma`),
+//! outlier standing (`outlier`)
 //! and circuit-breaker counts (`pool`). It outlives configuration versions:
 //! [`Clusters::new`] builds a version's clusters from the routing table's
 //! specs, keeping the state of every cluster (by name) and endpoint (by
@@ -9,6 +10,7 @@
 //! ends (answered, timed out, dropped by its client), the count comes down.
 
 pub mod endpoint;
+pub mod ewma;
 pub mod hash;
 pub mod outlier;
 pub mod pool;
@@ -16,7 +18,7 @@ pub mod pool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use plexus_config::OutlierDetection;
 
@@ -104,6 +106,17 @@ impl Cluster {
                     a
                 }
             }
+            (Balance::PeakEwma, _) => {
+                // The same two choices, by latency times load.
+                let a = random(n);
+                let b = (a + 1 + random(n - 1)) % n;
+                let now = Instant::now();
+                let cost = |i: usize| {
+                    let e = at(i);
+                    e.latency.rtt(now) * (e.in_flight() + 1) as f64
+                };
+                if cost(b) < cost(a) { b } else { a }
+            }
         })
     }
 
@@ -119,10 +132,14 @@ impl Cluster {
         ejected
     }
 
-    /// Feeds an attempt's outcome to outlier detection, ejecting the
-    /// endpoint when a count reached its threshold and the cluster may
-    /// lose one more.
-    pub fn observe(&self, endpoint: &Endpoint, class: Class) {
+    /// Feeds an attempt's outcome (and how long its answer took) to the
+    /// latency estimate and to outlier detection, ejecting the endpoint
+    /// when a count reached its threshold and the cluster may lose one
+    /// more.
+    pub fn observe(&self, endpoint: &Endpoint, class: Class, took: Duration) {
+        if self.balance == Balance::PeakEwma && !class.no_response() {
+            endpoint.latency.observe(took, Instant::now());
+        }
         let Some(outlier) = &self.outlier else {
             return;
         };

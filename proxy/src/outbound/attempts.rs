@@ -155,6 +155,7 @@ impl Attempts<'_> {
             };
             let request = outgoing(self.parts, self.host, body);
             let in_flight = endpoint.start();
+            let sent = std::time::Instant::now();
             let send =
                 self.ctx
                     .clients
@@ -187,7 +188,7 @@ impl Attempts<'_> {
                 outcome => (outcome, None),
             };
             let class = Class::of(&outcome);
-            self.cluster.observe(&endpoint, class);
+            self.cluster.observe(&endpoint, class, sent.elapsed());
             let answer = Answer {
                 class,
                 headers: outcome.as_ref().ok().map(|r| r.headers()),

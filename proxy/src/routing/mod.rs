@@ -38,6 +38,7 @@ pub struct EndpointSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balance {
     LeastRequest,
+    PeakEwma,
     RoundRobin,
     Random,
     Hash(HashKey),
@@ -275,6 +276,7 @@ fn cluster(
     let balance = match setting(&levels, port, |p| &p.load_balancer, |p| &p.load_balancer) {
         Some(LoadBalancer::RoundRobin) => Balance::RoundRobin,
         Some(LoadBalancer::Random) => Balance::Random,
+        Some(LoadBalancer::PeakEwma) => Balance::PeakEwma,
         Some(LoadBalancer::ConsistentHash(key)) => Balance::Hash(key),
         Some(LoadBalancer::LeastRequest | LoadBalancer::Passthrough) | None => {
             Balance::LeastRequest

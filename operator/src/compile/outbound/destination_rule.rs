@@ -202,6 +202,7 @@ fn load_balancer(
         SimpleLb::RoundRobin => Some(cfg::LoadBalancer::RoundRobin),
         SimpleLb::Random => Some(cfg::LoadBalancer::Random),
         SimpleLb::Passthrough => Some(cfg::LoadBalancer::Passthrough),
+        SimpleLb::PeakEwma => Some(cfg::LoadBalancer::PeakEwma),
         other => {
             check.known(
                 format!("{path}.simple"),
