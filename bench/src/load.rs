@@ -89,7 +89,7 @@ fn percentiles(mut micros: Vec<u64>) -> Latency {
 
 /// Open loop at `rate` for `seconds`: each request is sent at its time on
 /// an idle connection of a pool (opened as needed), whatever the others do.
-async fn fixed_rate(
+pub async fn fixed_rate(
     addr: SocketAddr,
     rate: u64,
     seconds: u64,

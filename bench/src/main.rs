@@ -19,6 +19,7 @@
 //! certificates, the Plexus and nginx pairs), `load` (the two phases),
 //! `report`.
 
+mod balancers;
 mod load;
 mod pairs;
 mod policy;
@@ -77,6 +78,10 @@ pub struct Args {
     /// token, a rate limit that never triggers), measured alternately.
     #[arg(long, conflicts_with = "plexus_only")]
     pub policy: bool,
+    /// Only the load balancers: ROUND_ROBIN, LEAST_REQUEST and PEAK_EWMA
+    /// client proxies over three endpoints, one slowed tenfold.
+    #[arg(long, conflicts_with_all = ["plexus_only", "policy"])]
+    pub balancers: bool,
     /// With --policy: instead of timing, run every proxy under valgrind's
     /// callgrind and count the instructions of this many sequential
     /// requests per pair (after a warm-up): a figure the machine's noise
@@ -258,7 +263,7 @@ fn callgrind_control(what: &str, proc: &procs::Proc) -> anyhow::Result<()> {
 /// The upstream Service's address in the client proxy's configuration. The
 /// proxy routes it to the endpoint; it is a loopback address all the same,
 /// so that even a lookup miss (passed through as TCP) stays on the machine.
-const SERVICE_IP: &str = "127.0.0.10";
+pub const SERVICE_IP: &str = "127.0.0.10";
 pub const HOST: &str = "upstream.bench.svc.cluster.local";
 
 fn main() -> anyhow::Result<()> {
@@ -270,7 +275,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let needed = if args.plexus_only || args.policy {
+    let needed = if args.plexus_only || args.policy || args.balancers {
         vec![&args.proxy]
     } else {
         vec![&args.proxy, &args.nginx]
@@ -290,6 +295,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let body = Bytes::from(vec![b'p'; args.body]);
     let upstream = upstream(args.body).await?;
     let certs = certs()?;
+    if args.balancers {
+        return balancers::compare(&args, &dir, &certs).await;
+    }
 
     let (client_proxy, server_proxy, plexus_addr) = plexus_pair(
         &args,

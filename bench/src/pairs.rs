@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -21,19 +23,34 @@ use crate::procs::{Proc, free_port, own_group};
 
 /// The upstream: answers every request with `size` bytes.
 pub async fn upstream(size: usize) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    Ok(upstream_on("127.0.0.1", size, Duration::ZERO).await?.0)
+}
+
+/// An upstream on `ip` answering after `delay`; it counts the requests.
+pub async fn upstream_on(
+    ip: &str,
+    size: usize,
+    delay: Duration,
+) -> anyhow::Result<(SocketAddr, Arc<AtomicU64>)> {
+    let listener = TcpListener::bind((ip, 0)).await?;
     let addr = listener.local_addr()?;
     let body = Bytes::from(vec![b'x'; size]);
+    let served = Arc::new(AtomicU64::new(0));
+    let counted = served.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
-            let body = body.clone();
+            let (body, counted) = (body.clone(), counted.clone());
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let body = body.clone();
+                    let (body, counted) = (body.clone(), counted.clone());
                     async move {
                         // Read the request's body before answering.
                         let _ = request.into_body().collect().await;
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        counted.fetch_add(1, Ordering::Relaxed);
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(body)))
                     }
                 });
@@ -44,7 +61,7 @@ pub async fn upstream(size: usize) -> anyhow::Result<SocketAddr> {
             });
         }
     });
-    Ok(addr)
+    Ok((addr, served))
 }
 
 fn write(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
