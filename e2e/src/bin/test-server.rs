@@ -19,7 +19,10 @@
 //! and status codes that came back, and every `service:version` seen in the
 //! answers' upstream trees. `&method=POST` changes the method, each
 //! `&header=name:value` adds a header and `&token=T` sends
-//! `authorization: Bearer T`.
+//! `authorization: Bearer T`. The calls are one after the other, unless
+//! `&concurrency=C` (C at a time) or `&rate=R` (one started every 1/R s,
+//! whatever the others do); the answer also gives the slowest call by
+//! status (`slowest_ms`).
 //!
 //! `/tcp?addr=host:port&message=TEXT` opens a TCP connection (through the
 //! sidecar, when meshed), sends TEXT and answers with what came back before
@@ -32,7 +35,8 @@
 //! `UPSTREAMS`, `POD_NAME`, `POD_NAMESPACE`; `TCP_ECHO_PORT` also echoes
 //! TCP on that port; `LOG_REQUESTS=1` prints a line for every request
 //! answered (`request <method> <path?query> from <peer>`), so that a test
-//! can count what reached the app.
+//! can count what reached the app. SIGTERM (or SIGINT) stops it gracefully:
+//! no new connections, in-flight requests answered.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -117,7 +121,19 @@ async fn main() -> anyhow::Result<()> {
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(term) => term.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        eprintln!("test-server: stopping, in-flight requests first");
     })
     .await?;
     Ok(())
@@ -268,28 +284,109 @@ async fn call(caller: Caller, RawQuery(raw): RawQuery, incoming: HeaderMap) -> R
         Some(Ok(n)) if (1..=MAX_CALLS).contains(&n) => n,
         Some(_) => return bad_request(format!("count: expected 1 to {MAX_CALLS}")),
     };
-    let user = query.get("user").map(|u| u.as_str());
+    let concurrency = match query.get("concurrency").map(|c| c.parse::<u32>()) {
+        None => 1,
+        Some(Ok(n)) if (1..=64).contains(&n) => n,
+        Some(_) => return bad_request("concurrency: expected 1 to 64".into()),
+    };
+    let rate = match query.get("rate").map(|r| r.parse::<u32>()) {
+        None => None,
+        Some(Ok(n)) if (1..=1000).contains(&n) => Some(n),
+        Some(_) => return bad_request("rate: expected 1 to 1000 per second".into()),
+    };
+    let one = Arc::new(OneCall {
+        caller,
+        uri,
+        incoming,
+        user: query.get("user").cloned(),
+        request,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    match rate {
+        Some(rate) => {
+            let start = tokio::time::Instant::now();
+            for i in 0..u64::from(count) {
+                let at =
+                    start + std::time::Duration::from_nanos(i * 1_000_000_000 / u64::from(rate));
+                tokio::time::sleep_until(at).await;
+                let one = one.clone();
+                tasks.spawn(async move { vec![one.call().await] });
+            }
+        }
+        None => {
+            for worker in 0..concurrency {
+                let one = one.clone();
+                let share = count / concurrency + u32::from(worker < count % concurrency);
+                tasks.spawn(async move {
+                    let mut done = Vec::new();
+                    for _ in 0..share {
+                        done.push(one.call().await);
+                    }
+                    done
+                });
+            }
+        }
+    }
     let mut versions = BTreeMap::<String, u32>::new();
     let mut statuses = BTreeMap::<String, u32>::new();
     let mut errors = BTreeMap::<String, u32>::new();
     let mut services = BTreeMap::<String, u32>::new();
-    for _ in 0..count {
-        match get_json(&caller, uri.clone(), &incoming, user, &request).await {
-            Ok((status, body)) => {
-                *statuses.entry(status.as_u16().to_string()).or_default() += 1;
-                let version = body
-                    .get("version")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("none")
-                    .to_owned();
-                *versions.entry(version).or_default() += 1;
-                count_services(&body, &mut services);
+    let mut slowest = BTreeMap::<String, u128>::new();
+    while let Some(done) = tasks.join_next().await {
+        for (outcome, took) in done.unwrap_or_default() {
+            match outcome {
+                Ok((status, body)) => {
+                    let status = status.as_u16().to_string();
+                    let slow = slowest.entry(status.clone()).or_default();
+                    *slow = (*slow).max(took.as_millis());
+                    *statuses.entry(status).or_default() += 1;
+                    let version = body
+                        .get("version")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("none")
+                        .to_owned();
+                    *versions.entry(version).or_default() += 1;
+                    count_services(&body, &mut services);
+                }
+                Err(error) => *errors.entry(error).or_default() += 1,
             }
-            Err(error) => *errors.entry(error).or_default() += 1,
         }
     }
-    Json(json!({"count": count, "versions": versions, "statuses": statuses, "errors": errors, "services": services}))
-        .into_response()
+    Json(
+        json!({"count": count, "versions": versions, "statuses": statuses, "errors": errors,
+                "services": services, "slowest_ms": slowest}),
+    )
+    .into_response()
+}
+
+/// What each call of one `/call` sends.
+struct OneCall {
+    caller: Caller,
+    uri: axum::http::Uri,
+    incoming: HeaderMap,
+    user: Option<String>,
+    request: Outgoing,
+}
+
+impl OneCall {
+    /// One call, and how long it took.
+    async fn call(
+        &self,
+    ) -> (
+        Result<(StatusCode, serde_json::Value), String>,
+        std::time::Duration,
+    ) {
+        let started = std::time::Instant::now();
+        let outcome = get_json(
+            &self.caller,
+            self.uri.clone(),
+            &self.incoming,
+            self.user.as_deref(),
+            &self.request,
+        )
+        .await;
+        (outcome, started.elapsed())
+    }
 }
 
 /// How long one call to another service may take.
