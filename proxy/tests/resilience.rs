@@ -802,3 +802,88 @@ spec:
     );
     assert_eq!(retries, 1);
 }
+
+/// An HTTP/1.1 server that answers the first request of each connection
+/// (keeping it alive) and closes the connection on the second, unanswered.
+/// It counts the requests it read.
+async fn closing_server(ip: &str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = read.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                for answered in [true, false] {
+                    // One request head (these requests have no body).
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    seen.clear();
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if answered {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, read)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_unanswered_is_tried_again_when_idempotent() {
+    let (server, read) = closing_server("127.0.0.91").await;
+    let resources = format!(
+        r#"
+apiVersion: plexus.dev/v1alpha1
+kind: ServiceEntry
+metadata: {{name: closing}}
+spec:
+  hosts: [closing.external.test]
+  addresses: [127.0.10.91]
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {port}}}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.91}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {{name: closing}}
+spec:
+  hosts: [closing.external.test]
+  http: [{{route: [{{destination: {{host: closing.external.test}}}}], retries: {{attempts: 0}}}}]
+"#,
+        port = server.port()
+    );
+    let mut world = World::start("closing", &[], Vec::new(), |_| resources).await;
+    world.assert_enforced("ServiceEntry/demo/closing");
+    let (proxy, _) = world.client(NS, CLIENT, "127.0.10.91:80").await;
+    let client = http_client(false);
+    let host = "closing.external.test";
+    // The second GET goes out on the kept-alive connection, which closes
+    // unanswered: it is sent again on a new one.
+    for _ in 0..2 {
+        assert_eq!(
+            send(&client, proxy, "GET", "/", host, &[]).await.status,
+            200
+        );
+    }
+    assert_eq!(read.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // A POST is not: it takes the connection the retried GET left, which
+    // closes on it; the caller hears of it. The next one opens a new one.
+    let first = send(&client, proxy, "POST", "/", host, &[]).await;
+    let second = send(&client, proxy, "POST", "/", host, &[]).await.status;
+    assert_eq!((first.status, second), (503, 200), "{first:?}");
+    assert_eq!(read.load(std::sync::atomic::Ordering::SeqCst), 5);
+}

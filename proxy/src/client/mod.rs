@@ -147,12 +147,64 @@ impl Clients {
 }
 
 /// HTTP/1.1 to `addr` through `client`'s pool, keeping the request's
-/// authority as its Host.
+/// authority as its Host. An idempotent request without a body is sent
+/// once more when the connection it went out on closed before any answer:
+/// a kept-alive connection the server was closing just then (it is going
+/// away, or idled it out) took it unread, and RFC 9112 lets a client try
+/// again.
 async fn http1(
     client: &Client<Dialer, Body>,
     addr: SocketAddr,
-    mut request: Request<Body>,
+    request: Request<Body>,
 ) -> Result<Response<Body>, Failure> {
+    let again = retryable_copy(&request);
+    match send_http1(client, addr, request).await {
+        Err(Sent::ClosedUnanswered(_)) if let Some(again) = again => {
+            tracing::debug!(%addr, "the connection closed before an answer: sent again");
+            send_http1(client, addr, again).await.map_err(Sent::failure)
+        }
+        outcome => outcome.map_err(Sent::failure),
+    }
+}
+
+/// A copy of an idempotent request without a body.
+fn retryable_copy(request: &Request<Body>) -> Option<Request<Body>> {
+    use http::Method;
+    let idempotent = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    if !idempotent || hyper::body::Body::size_hint(request.body()).exact() != Some(0) {
+        return None;
+    }
+    let mut copy = Request::new(crate::http::full(bytes::Bytes::new()));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+/// Why an HTTP/1.1 request failed.
+enum Sent {
+    Failed(Failure),
+    /// The connection closed before any byte of an answer.
+    ClosedUnanswered(String),
+}
+
+impl Sent {
+    fn failure(self) -> Failure {
+        match self {
+            Self::Failed(failure) => failure,
+            Self::ClosedUnanswered(why) => Failure::Reset(why),
+        }
+    }
+}
+
+async fn send_http1(
+    client: &Client<Dialer, Body>,
+    addr: SocketAddr,
+    mut request: Request<Body>,
+) -> Result<Response<Body>, Sent> {
     if let Some(authority) = request.uri().authority().cloned()
         && let Ok(value) = HeaderValue::try_from(authority.as_str())
     {
@@ -164,16 +216,24 @@ async fn http1(
         .map(|p| p.as_str())
         .unwrap_or("/");
     *request.uri_mut() = Uri::try_from(format!("http://{addr}{path}"))
-        .map_err(|e| Failure::Connect(e.to_string()))?;
+        .map_err(|e| Sent::Failed(Failure::Connect(e.to_string())))?;
     *request.version_mut() = http::Version::HTTP_11;
     match client.request(request).await {
         Ok(response) => Ok(response.map(incoming)),
         Err(error) => {
             use std::error::Error;
+            let source = error.source();
+            let closed = source
+                .and_then(|s| s.downcast_ref::<hyper::Error>())
+                .is_some_and(hyper::Error::is_incomplete_message);
             Err(if error.is_connect() {
-                Failure::Connect(error.source().map(|s| s.to_string()).unwrap_or_default())
+                Sent::Failed(Failure::Connect(
+                    source.map(|s| s.to_string()).unwrap_or_default(),
+                ))
+            } else if closed {
+                Sent::ClosedUnanswered(error.to_string())
             } else {
-                Failure::Reset(error.to_string())
+                Sent::Failed(Failure::Reset(error.to_string()))
             })
         }
     }
