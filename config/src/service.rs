@@ -251,6 +251,21 @@ pub struct ConnectionPool {
     /// Connection lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connection_duration_ms: Option<u64>,
+    /// TCP keepalive on the connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepalive>,
+}
+
+/// TCP keepalive; unset fields are Linux's defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpKeepalive {
+    /// Idle time before the first probe (7200 s).
+    pub time_ms: u64,
+    /// Time between probes (75 s).
+    pub interval_ms: u64,
+    /// Probes unanswered before the connection is dropped (9).
+    pub probes: u32,
 }
 
 /// Outlier detection.

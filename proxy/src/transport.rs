@@ -39,6 +39,16 @@ fn timed_out(what: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, what)
 }
 
+/// How a connection is dialled: DestinationRule `connectionPool.tcp`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DialOptions {
+    /// Instead of [`CONNECT_TIMEOUT`].
+    pub connect_timeout: Option<Duration>,
+    /// TCP keepalive: idle time before the first probe, time between
+    /// probes, probes unanswered before the connection is dropped.
+    pub keepalive: Option<(Duration, Duration, u32)>,
+}
+
 /// A TCP connection to `addr` within [`CONNECT_TIMEOUT`], without Nagle's
 /// delay; a failure counts in `tcp_connect_errors`.
 pub async fn dial(
@@ -46,9 +56,20 @@ pub async fn dial(
     direction: Direction,
     addr: SocketAddr,
 ) -> std::io::Result<TcpStream> {
-    let result = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+    dial_with(metrics, direction, addr, DialOptions::default()).await
+}
+
+/// [`dial`] with `options`.
+pub async fn dial_with(
+    metrics: &Metrics,
+    direction: Direction,
+    addr: SocketAddr,
+    options: DialOptions,
+) -> std::io::Result<TcpStream> {
+    let limit = options.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
+    let result = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
         Ok(result) => result,
-        Err(_) => Err(timed_out(format!("connecting to {addr}"))),
+        Err(_) => Err(timed_out(format!("connecting to {addr} within {limit:?}"))),
     };
     let stream = result.inspect_err(|_| {
         metrics
@@ -57,7 +78,26 @@ pub async fn dial(
             .inc();
     })?;
     stream.set_nodelay(true)?;
+    if let Some((idle, interval, probes)) = options.keepalive {
+        keepalive(&stream, idle, interval, probes)?;
+    }
     Ok(stream)
+}
+
+/// Turns TCP keepalive on for `stream`.
+fn keepalive(
+    stream: &TcpStream,
+    idle: Duration,
+    interval: Duration,
+    probes: u32,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let seconds = |d: Duration| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX);
+    setsockopt(stream, sockopt::KeepAlive, &true)?;
+    setsockopt(stream, sockopt::TcpKeepIdle, &seconds(idle))?;
+    setsockopt(stream, sockopt::TcpKeepInterval, &seconds(interval))?;
+    setsockopt(stream, sockopt::TcpKeepCount, &probes)?;
+    Ok(())
 }
 
 /// mTLS over `tcp` to a peer proxy that must prove `identity`, offering
@@ -180,6 +220,7 @@ fn mtls_opened(metrics: &Metrics, direction: Direction, peer: &str) {
 pub struct Dialer {
     pub metrics: Arc<Metrics>,
     pub direction: Direction,
+    pub options: DialOptions,
 }
 
 impl tower_service::Service<Uri> for Dialer {
@@ -198,7 +239,7 @@ impl tower_service::Service<Uri> for Dialer {
                 .authority()
                 .and_then(|a| a.as_str().parse().ok())
                 .ok_or_else(|| std::io::Error::other(format!("{uri} has no address")))?;
-            dial(&dialer.metrics, dialer.direction, addr)
+            dial_with(&dialer.metrics, dialer.direction, addr, dialer.options)
                 .await
                 .map(TokioIo::new)
         })

@@ -887,3 +887,186 @@ spec:
     assert_eq!((first.status, second), (503, 200), "{first:?}");
     assert_eq!(read.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
+
+/// A listener on `ip` that never accepts, its queue full: a connection
+/// to it waits for an answer to its SYN that does not come.
+fn unanswering(ip: [u8; 4]) -> (SocketAddr, std::os::fd::OwnedFd, Vec<std::net::TcpStream>) {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, getsockname, listen, socket,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    let [a, b, c, d] = ip;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(a, b, c, d, 0),
+    )
+    .expect("bind");
+    listen(&fd, Backlog::new(0).expect("a backlog")).expect("listen");
+    let bound: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd)).expect("address");
+    let addr = SocketAddr::from((ip, bound.port()));
+    // Fill the queue until a connection is no longer answered.
+    let mut held = Vec::new();
+    while let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        held.push(stream);
+        assert!(held.len() < 16, "the queue does not fill");
+    }
+    (addr, fd, held)
+}
+
+/// The keepalive timers (ticks left) of the established connections to
+/// `server`, as /proc/net/tcp lists them.
+fn keepalive_timers(server: SocketAddr) -> Vec<u64> {
+    let SocketAddr::V4(v4) = server else {
+        panic!("an IPv4 address");
+    };
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (rem, state, timer) = (fields.get(2)?, fields.get(3)?, fields.get(5)?);
+            let (kind, when) = timer.split_once(':')?;
+            (*rem == remote && *state == "01" && kind == "02")
+                .then(|| u64::from_str_radix(when, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Outbound mTLS handshakes a client proxy made.
+fn handshakes(state: &ProxyState) -> u64 {
+    metrics(state)
+        .lines()
+        .filter(|l| {
+            l.starts_with("plexus_proxy_tcp_mtls_total") && l.contains(r#"direction="outbound""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_live_as_the_pool_says() {
+    let (silent, _listener, _held) = unanswering([127, 0, 0, 95]);
+    let pool = |name: &str, pool: &str| {
+        format!(
+            "apiVersion: plexus.dev/v1alpha1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec: {{host: {name}, trafficPolicy: {{connectionPool: {pool}}}}}\n---\n"
+        )
+    };
+    let resources = [
+        pool("per-request", "{http: {maxRequestsPerConnection: 1}}"),
+        pool("idle", "{http: {idleTimeout: 300ms}}"),
+        pool("aging", "{tcp: {maxConnectionDuration: 400ms, tcpKeepalive: {time: 10s, interval: 5s, probes: 3}}}"),
+        pool("plain", "{tcp: {maxConnections: 100}}"),
+        pool("silent.external.test", "{tcp: {connectTimeout: 300ms}}"),
+        format!(
+            r#"apiVersion: plexus.dev/v1alpha1
+kind: ServiceEntry
+metadata: {{name: silent}}
+spec:
+  hosts: [silent.external.test]
+  addresses: [127.0.10.95]
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {port}}}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.95}}]
+"#,
+            port = silent.port()
+        ),
+    ]
+    .concat();
+    let workloads = [workload("a", "127.0.0.96", &[("app", "web")])];
+    let names = ["per-request", "idle", "aging", "plain"];
+    let services = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| service(name, &format!("127.0.10.{}", 96 + i), &[("app", "web")]))
+        .collect();
+    let mut world = World::start("lifetimes", &workloads, services, |_| resources).await;
+    for name in names {
+        world.assert_enforced(&format!("DestinationRule/demo/{name}"));
+    }
+    world.assert_enforced("DestinationRule/demo/silent.external.test");
+    let client = http_client(false);
+    let mut proxies = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        proxies.insert(
+            *name,
+            world
+                .client(NS, CLIENT, &format!("127.0.10.{}:80", 96 + i))
+                .await,
+        );
+    }
+    let get = |name: &'static str| {
+        let (proxy, _) = &proxies[name];
+        let (proxy, client) = (*proxy, client.clone());
+        async move {
+            assert_eq!(
+                send(&client, proxy, "GET", "/", &host(name), &[])
+                    .await
+                    .status,
+                200,
+                "{name}"
+            );
+        }
+    };
+    for _ in 0..4 {
+        get("per-request").await;
+        get("plain").await;
+    }
+    for name in ["idle", "aging"] {
+        get(name).await;
+        get(name).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for name in ["idle", "aging"] {
+        get(name).await;
+    }
+    let made: BTreeMap<&str, u64> = proxies
+        .iter()
+        .map(|(name, (_, state))| (*name, handshakes(state)))
+        .collect();
+    assert_eq!(
+        made,
+        BTreeMap::from([("aging", 2), ("idle", 2), ("per-request", 4), ("plain", 1)]),
+        "connections made"
+    );
+
+    // Keepalive on the aging one's connection, and on no other: the
+    // kernel's keepalive timer (`tr` 2 in /proc/net/tcp) runs on it, due
+    // within its 10 s (clock ticks of 1/100 s).
+    let server = world.servers["a"].addr;
+    let timers = keepalive_timers(server);
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    assert!(timers[0] > 0 && timers[0] <= 1_000, "{timers:?}");
+
+    // The connect timeout: 300 ms, not the default 10 s.
+    let (silent_proxy, _) = world.client(NS, CLIENT, "127.0.10.95:80").await;
+    let started = Instant::now();
+    let answer = send(
+        &client,
+        silent_proxy,
+        "GET",
+        "/",
+        "silent.external.test",
+        &[],
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}

@@ -6,8 +6,8 @@
 //!
 //! Not here, so reported as not in force: VirtualService mirrors, CORS,
 //! delegation, TCP and TLS routes, fault gRPC statuses; DestinationRule
-//! connection pools' connect and idle timeouts, keepalives, connection
-//! lifetimes, requests per connection and protocol upgrades, TLS, locality,
+//! connection pools' TCP idle timeouts and protocol upgrades,
+//! TLS, locality,
 //! warm-up, ring sizes;
 //! ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile routes and
 //! retry budgets; PeerAuthentication DISABLE; RateLimitPolicy route
@@ -121,6 +121,7 @@ const SIMPLE_LB: &[&str] = &[
 ];
 
 const POOL: &str = "proxy/tests/resilience.rs::connection_pools_refuse_what_overflows";
+const LIFETIMES: &str = "proxy/tests/resilience.rs::connections_live_as_the_pool_says";
 const OUTLIER: &str = "proxy/tests/resilience.rs::outlier_detection_ejects_and_readmits";
 
 /// The rule's own fields, then the traffic policy's at each `$level` (the
@@ -146,6 +147,13 @@ macro_rules! destination_rule {
                 on(concat!($level, "connectionPool.http.http1MaxPendingRequests"), ANY, POOL),
                 on(concat!($level, "connectionPool.http.http2MaxRequests"), ANY, POOL),
                 on(concat!($level, "connectionPool.http.maxRetries"), ANY, POOL),
+                on(concat!($level, "connectionPool.http.maxRequestsPerConnection"), ANY, LIFETIMES),
+                on(concat!($level, "connectionPool.http.idleTimeout"), ANY, LIFETIMES),
+                on(concat!($level, "connectionPool.tcp.maxConnectionDuration"), ANY, LIFETIMES),
+                on(concat!($level, "connectionPool.tcp.connectTimeout"), ANY, LIFETIMES),
+                on(concat!($level, "connectionPool.tcp.tcpKeepalive.time"), ANY, LIFETIMES),
+                on(concat!($level, "connectionPool.tcp.tcpKeepalive.interval"), ANY, LIFETIMES),
+                on(concat!($level, "connectionPool.tcp.tcpKeepalive.probes"), ANY, LIFETIMES),
                 on(concat!($level, "outlierDetection.consecutive5xxErrors"), ANY, OUTLIER),
                 on(concat!($level, "outlierDetection.consecutiveGatewayErrors"), ANY, OUTLIER),
                 on(concat!($level, "outlierDetection.consecutiveErrors"), ANY, OUTLIER),

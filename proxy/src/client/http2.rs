@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -35,17 +35,65 @@ const EAGER_CHUNK: usize = 64 * 1024;
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 4 << 20;
 
+/// How long a connection serves (DestinationRule `connectionPool`):
+/// `maxRequestsPerConnection`, `tcp.maxConnectionDuration`, and
+/// `idleTimeout` (closed after that long without a request in flight).
+/// A connection past its requests or its age takes no new ones (the next
+/// request makes a new connection); its own finish on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Lifetime {
+    pub max_requests: Option<u32>,
+    pub max_duration: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
 /// An HTTP/2 client connection, shared by the requests sent on it.
 #[derive(Clone)]
 pub struct Connection {
     sender: SendRequest<Bytes>,
     closed: Arc<AtomicBool>,
+    use_: Arc<Use>,
+    lifetime: Lifetime,
+}
+
+/// What a connection has carried.
+struct Use {
+    born: Instant,
+    /// Requests sent on it.
+    sent: AtomicU32,
+    /// Requests whose answers are not read yet.
+    active: AtomicUsize,
+    /// When it last had nothing in flight.
+    idle_since: std::sync::Mutex<Instant>,
+}
+
+/// A request in flight on a connection, until its answer is read.
+struct Active(Arc<Use>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
+    }
 }
 
 impl Connection {
     /// The HTTP/2 handshake over `io` (to `addr`, for messages); the
     /// connection is then driven by a task of its own.
     pub async fn handshake<I>(io: I, addr: SocketAddr) -> Result<Self, Failure>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::handshake_with(io, addr, Lifetime::default()).await
+    }
+
+    /// [`Connection::handshake`], serving for `lifetime`.
+    pub async fn handshake_with<I>(
+        io: I,
+        addr: SocketAddr,
+        lifetime: Lifetime,
+    ) -> Result<Self, Failure>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -57,9 +105,19 @@ impl Connection {
             .map_err(|e| Failure::Connect(format!("HTTP/2 to {addr}: {e}")))?;
         let closed = Arc::new(AtomicBool::new(false));
         let ended = closed.clone();
+        let use_ = Arc::new(Use {
+            born: Instant::now(),
+            sent: AtomicU32::new(0),
+            active: AtomicUsize::new(0),
+            idle_since: std::sync::Mutex::new(Instant::now()),
+        });
+        let watched = use_.clone();
         tokio::spawn(async move {
             let pings = connection.ping_pong();
             tokio::select! {
+                () = idle_out(&watched, lifetime.idle_timeout) => {
+                    tracing::debug!(%addr, "HTTP/2 connection closed: idle");
+                }
                 result = &mut connection => {
                     if let Err(error) = result {
                         tracing::debug!(%error, %addr, "HTTP/2 connection ended");
@@ -71,7 +129,26 @@ impl Connection {
             }
             ended.store(true, Ordering::Relaxed);
         });
-        Ok(Self { sender, closed })
+        Ok(Self {
+            sender,
+            closed,
+            use_,
+            lifetime,
+        })
+    }
+
+    /// Whether it takes new requests: open, within its requests and age.
+    pub fn usable(&self) -> bool {
+        let within = |limit: Option<u32>, n: u32| limit.is_none_or(|l| n < l);
+        !self.is_closed()
+            && within(
+                self.lifetime.max_requests,
+                self.use_.sent.load(Ordering::Acquire),
+            )
+            && self
+                .lifetime
+                .max_duration
+                .is_none_or(|d| self.use_.born.elapsed() < d)
     }
 
     /// Why a request failed; after the peer's GOAWAY the connection takes
@@ -90,6 +167,9 @@ impl Connection {
 
     /// Sends `request` (its URI absolute) and waits for the response's head.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, Failure> {
+        self.use_.sent.fetch_add(1, Ordering::AcqRel);
+        self.use_.active.fetch_add(1, Ordering::AcqRel);
+        let active = Active(self.use_.clone());
         let mut sender = self
             .sender
             .clone()
@@ -135,6 +215,7 @@ impl Connection {
                 data_done: false,
                 remaining,
                 _cancel: cancel,
+                _active: active,
             }
             .boxed_unsync()
         }))
@@ -157,12 +238,33 @@ impl Shared {
         Fut: Future<Output = Result<Connection, Failure>>,
     {
         let mut slot = self.0.lock().await;
-        if let Some(connection) = slot.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(connection) = slot.as_ref().filter(|c| c.usable()) {
             return Ok(connection.clone());
         }
         let connection = connect().await?;
         *slot = Some(connection.clone());
         Ok(connection)
+    }
+}
+
+/// Returns once the connection has had nothing in flight for `idle`
+/// (never without one).
+async fn idle_out(use_: &Use, idle: Option<Duration>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    loop {
+        let since = *use_.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        let quiet = use_.active.load(Ordering::Acquire) == 0;
+        if quiet && since.elapsed() >= idle {
+            return;
+        }
+        let next = if quiet {
+            idle.saturating_sub(since.elapsed())
+        } else {
+            idle
+        };
+        tokio::time::sleep(next.max(Duration::from_millis(10))).await;
     }
 }
 
@@ -244,6 +346,7 @@ struct RecvBody {
     /// What is left of its Content-Length, when it has one.
     remaining: Option<u64>,
     _cancel: Option<oneshot::Sender<()>>,
+    _active: Active,
 }
 
 impl hyper::body::Body for RecvBody {

@@ -22,37 +22,80 @@ use crate::http::{Body, Failure, ORIG_PROTO, incoming};
 use crate::state::ProxyState;
 use crate::telemetry::Direction;
 use crate::tls::ALPN_H2;
-use crate::transport::{self, Dialer};
+use crate::transport::{self, DialOptions, Dialer};
 
-pub use http2::{Connection, Shared};
+pub use http2::{Connection, Lifetime, Shared};
 
-/// An HTTP/2 connection slot per endpoint address and expected identity.
-type Slots = Mutex<HashMap<(SocketAddr, Option<String>), Arc<Shared>>>;
+/// How connections to a cluster's endpoints are made and how long they
+/// serve (DestinationRule `connectionPool`); requests under different
+/// options do not share connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Options {
+    pub dial: DialOptions,
+    pub lifetime: Lifetime,
+}
+
+impl Options {
+    pub fn of(pool: Option<&plexus_config::ConnectionPool>) -> Self {
+        let Some(pool) = pool else {
+            return Self::default();
+        };
+        let ms = |ms: Option<u64>| ms.map(Duration::from_millis);
+        Self {
+            dial: DialOptions {
+                connect_timeout: ms(pool.connect_timeout_ms),
+                keepalive: pool.tcp_keepalive.as_ref().map(|k| {
+                    (
+                        Duration::from_millis(k.time_ms),
+                        Duration::from_millis(k.interval_ms),
+                        k.probes,
+                    )
+                }),
+            },
+            lifetime: Lifetime {
+                max_requests: pool.max_requests_per_connection,
+                max_duration: ms(pool.max_connection_duration_ms),
+                idle_timeout: ms(pool.idle_timeout_ms),
+            },
+        }
+    }
+}
+
+/// An HTTP/2 connection slot per endpoint address, expected identity and
+/// options.
+type Slots = Mutex<HashMap<(SocketAddr, Option<String>, Options), Arc<Shared>>>;
 
 /// Upstream connections: HTTP/2 to endpoints, HTTP/1.1 pools to unmeshed
 /// endpoints (outbound) and to the app (inbound).
 pub struct Clients {
     state: Arc<ProxyState>,
     h2: Slots,
-    outbound_http1: Client<Dialer, Body>,
+    /// By options: each its own pool.
+    outbound_http1: Mutex<HashMap<Options, Client<Dialer, Body>>>,
     inbound_http1: Client<Dialer, Body>,
 }
 
-fn pool(state: &Arc<ProxyState>, direction: Direction) -> Client<Dialer, Body> {
+fn pool(state: &Arc<ProxyState>, direction: Direction, options: Options) -> Client<Dialer, Body> {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(
+            options
+                .lifetime
+                .idle_timeout
+                .unwrap_or(Duration::from_secs(90)),
+        )
         .build(Dialer {
             metrics: state.metrics.clone(),
             direction,
+            options: options.dial,
         })
 }
 
 impl Clients {
     pub fn new(state: Arc<ProxyState>) -> Self {
         Self {
-            outbound_http1: pool(&state, Direction::Outbound),
-            inbound_http1: pool(&state, Direction::Inbound),
+            outbound_http1: Mutex::default(),
+            inbound_http1: pool(&state, Direction::Inbound, Options::default()),
             h2: Mutex::default(),
             state,
         }
@@ -67,9 +110,17 @@ impl Clients {
         identity: Option<&str>,
         app: Detected,
         mut request: Request<Body>,
+        options: Options,
     ) -> Result<Response<Body>, Failure> {
         if identity.is_none() && app != Detected::Http2 {
-            return http1(&self.outbound_http1, addr, request).await;
+            let client = self
+                .outbound_http1
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(options)
+                .or_insert_with(|| pool(&self.state, Direction::Outbound, options))
+                .clone();
+            return http1(&client, addr, request).await;
         }
         if app == Detected::Http1 {
             request
@@ -79,12 +130,12 @@ impl Clients {
         let slot = {
             let mut slots = self.h2.lock().unwrap_or_else(|p| p.into_inner());
             slots
-                .entry((addr, identity.map(str::to_owned)))
+                .entry((addr, identity.map(str::to_owned), options))
                 .or_default()
                 .clone()
         };
         let connection = slot
-            .get_or_connect(|| self.connect_h2(addr, identity))
+            .get_or_connect(|| self.connect_h2(addr, identity, options))
             .await?;
         *request.version_mut() = http::Version::HTTP_2;
         request.headers_mut().remove(HOST);
@@ -96,10 +147,11 @@ impl Clients {
         &self,
         addr: SocketAddr,
         identity: Option<&str>,
+        options: Options,
     ) -> Result<Connection, Failure> {
         let metrics = &self.state.metrics;
         let connect = |e: std::io::Error| Failure::Connect(format!("{addr}: {e}"));
-        let tcp = transport::dial(metrics, Direction::Outbound, addr)
+        let tcp = transport::dial_with(metrics, Direction::Outbound, addr, options.dial)
             .await
             .map_err(connect)?;
         match identity {
@@ -111,9 +163,9 @@ impl Clients {
                 let stream = transport::connect_mtls(metrics, &tls, tcp, identity, ALPN_H2)
                     .await
                     .map_err(connect)?;
-                Connection::handshake(stream, addr).await
+                Connection::handshake_with(stream, addr, options.lifetime).await
             }
-            None => Connection::handshake(tcp, addr).await,
+            None => Connection::handshake_with(tcp, addr, options.lifetime).await,
         }
     }
 

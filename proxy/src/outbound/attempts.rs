@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use super::retry::{self, Answer};
 use crate::balance::{Cluster, Endpoint, Overflow};
 use crate::classify::Class;
+use crate::client::Options;
 use crate::ctx::Ctx;
 use crate::detect::Detected;
 use crate::http::body::{ReadBody, Replayable, holding, read_small, read_to_trailers};
@@ -128,6 +129,7 @@ impl Attempts<'_> {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/grpc"));
+        let options = Options::of(self.cluster.limits.config.as_ref());
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         let mut _retrying = None;
         let mut attempt = 0;
@@ -156,10 +158,13 @@ impl Attempts<'_> {
             let request = outgoing(self.parts, self.host, body);
             let in_flight = endpoint.start();
             let sent = std::time::Instant::now();
-            let send =
-                self.ctx
-                    .clients
-                    .send(endpoint.addr(), endpoint.identity(), self.app, request);
+            let send = self.ctx.clients.send(
+                endpoint.addr(),
+                endpoint.identity(),
+                self.app,
+                request,
+                options,
+            );
             let outcome = match per_try {
                 Some(limit) => match tokio::time::timeout(limit, send).await {
                     Ok(outcome) => outcome,

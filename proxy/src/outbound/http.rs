@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::attempts::{Attempts, outgoing};
 use crate::balance::hash;
+use crate::client::Options;
 use crate::ctx::Ctx;
 use crate::detect::Detected;
 use crate::http::{Body, authority, full, incoming, local, strip_hop_by_hop};
@@ -113,7 +114,13 @@ impl Call<'_> {
                 return match self
                     .ctx
                     .clients
-                    .send(endpoint.addr, identity, self.app, request)
+                    .send(
+                        endpoint.addr,
+                        identity,
+                        self.app,
+                        request,
+                        Options::default(),
+                    )
                     .await
                 {
                     Ok(response) => response,

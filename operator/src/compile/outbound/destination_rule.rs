@@ -268,6 +268,22 @@ fn connection_pool(
         idle_timeout_ms: http
             .and_then(|h| h.idle_timeout.as_ref())
             .and_then(|d| check.duration(format!("{path}.http.idleTimeout"), d)),
+        tcp_keepalive: tcp.and_then(|t| t.tcp_keepalive.as_ref()).map(|k| {
+            let path = format!("{path}.tcp.tcpKeepalive");
+            cfg::TcpKeepalive {
+                time_ms: k
+                    .time
+                    .as_ref()
+                    .and_then(|d| check.duration(format!("{path}.time"), d))
+                    .unwrap_or(7_200_000),
+                interval_ms: k
+                    .interval
+                    .as_ref()
+                    .and_then(|d| check.duration(format!("{path}.interval"), d))
+                    .unwrap_or(75_000),
+                probes: k.probes.unwrap_or(9),
+            }
+        }),
     }
 }
 
