@@ -278,6 +278,9 @@ pub struct Calls {
     pub errors: BTreeMap<String, u32>,
     #[serde(default)]
     pub services: BTreeMap<String, u32>,
+    /// The slowest call by status, milliseconds.
+    #[serde(default)]
+    pub slowest_ms: BTreeMap<String, u64>,
 }
 
 impl Calls {
@@ -548,6 +551,58 @@ pub async fn wait_for_mesh_ready(timeout: Duration) -> anyhow::Result<String> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// `kubectl apply` of `yaml` in `namespace`.
+pub fn kubectl_apply(namespace: &str, yaml: &str) -> anyhow::Result<()> {
+    run(
+        Path::new("kubectl"),
+        &["apply", "--namespace", namespace, "-f", "-"],
+        Some(yaml),
+    )?;
+    Ok(())
+}
+
+/// A pod template's spec (YAML, indented for `spec:` of a template) for
+/// the test server as `name` (its ServiceAccount and SERVICE), listening
+/// on `listen`, its container port `http` 9080, Ready when `/healthz`
+/// answers on `probe` (a port name or number); `extra_env` and
+/// `extra_ports` are more YAML list items.
+pub fn test_server_spec(
+    image: &str,
+    name: &str,
+    listen: u16,
+    probe: &str,
+    extra_env: &str,
+    extra_ports: &str,
+) -> String {
+    format!(
+        r#"
+      serviceAccountName: {name}
+      containers:
+      - name: {name}
+        image: {image}
+        imagePullPolicy: IfNotPresent
+        env:
+        - {{name: SERVICE, value: {name}}}
+        - {{name: PORT, value: "{listen}"}}
+        {extra_env}
+        ports:
+        - {{name: http, containerPort: 9080}}
+        {extra_ports}
+        readinessProbe:
+          httpGet: {{path: /healthz, port: {probe}}}
+          periodSeconds: 2
+        resources:
+          requests: {{cpu: 10m, memory: 16Mi}}
+          limits: {{memory: 64Mi}}
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          runAsNonRoot: true
+          runAsUser: 65532
+          capabilities: {{drop: [ALL]}}"#
+    )
 }
 
 #[cfg(test)]

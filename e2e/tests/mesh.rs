@@ -5,7 +5,9 @@
 //! Asserts injection, Ready pods, mTLS identities in the proxies' metrics,
 //! the 90/10 canary, the `end-user: jason` header route, retries, timeouts,
 //! CRD status as `kubectl get` prints it, security policy (`security`:
-//! authorization, JWT with keys from an issuer pod, rate limits), and that
+//! authorization, JWT with keys from an issuer pod, rate limits),
+//! resilience (`resilience`: outlier detection, a connection pool's
+//! overflow, a rolling restart under load without a failed request), and that
 //! `helm uninstall` leaves nothing but the CRDs.
 //!
 //! Cluster-agnostic (`KUBECONFIG`; the images must be on the nodes); run by
@@ -20,6 +22,8 @@ use kube::{Client, ResourceExt};
 use plexus_e2e::demo::{self, PRODUCTPAGE, percent};
 use plexus_e2e::{apply_crds, client, in_namespace};
 
+#[path = "mesh/resilience.rs"]
+mod resilience;
 #[path = "mesh/security.rs"]
 mod security;
 
@@ -174,6 +178,7 @@ async fn mesh_works(client: &Client, namespace: &str) -> anyhow::Result<()> {
     retries_and_timeouts(client, namespace).await?;
     status_in_kubectl_get(namespace).await?;
     security::policies_are_enforced(client, namespace).await?;
+    resilience::endpoints_fail_over_and_rollouts_drop_nothing(client, namespace).await?;
     Ok(())
 }
 

@@ -12,12 +12,11 @@
 //! must name the policy behind every denial.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use kube::{Client, ResourceExt};
-use plexus_e2e::demo::{self, APP_PORT, Calls};
+use plexus_e2e::demo::{self, APP_PORT, Calls, kubectl_apply};
 
 /// The callers: (app, version, ServiceAccount).
 const CLIENT: (&str, Option<&str>) = ("client", None);
@@ -31,33 +30,7 @@ const PROPAGATION: Duration = Duration::from_secs(150);
 
 fn workloads(image: &str) -> String {
     let container = |name: &str, extra_env: &str, extra_ports: &str| {
-        format!(
-            r#"
-      serviceAccountName: {name}
-      containers:
-      - name: {name}
-        image: {image}
-        imagePullPolicy: IfNotPresent
-        env:
-        - {{name: SERVICE, value: {name}}}
-        - {{name: PORT, value: "9080"}}
-        {extra_env}
-        ports:
-        - {{name: http, containerPort: 9080}}
-        {extra_ports}
-        readinessProbe:
-          httpGet: {{path: /healthz, port: http}}
-          periodSeconds: 2
-        resources:
-          requests: {{cpu: 10m, memory: 16Mi}}
-          limits: {{memory: 64Mi}}
-        securityContext:
-          allowPrivilegeEscalation: false
-          readOnlyRootFilesystem: true
-          runAsNonRoot: true
-          runAsUser: 65532
-          capabilities: {{drop: [ALL]}}"#
-        )
+        demo::test_server_spec(image, name, 9080, "http", extra_env, extra_ports)
     };
     let vault = container(
         "vault",
@@ -111,15 +84,6 @@ spec:
     spec:{issuer}
 "#
     )
-}
-
-fn kubectl_apply(namespace: &str, yaml: &str) -> anyhow::Result<()> {
-    demo::run(
-        Path::new("kubectl"),
-        &["apply", "--namespace", namespace, "-f", "-"],
-        Some(yaml),
-    )?;
-    Ok(())
 }
 
 fn kubectl_delete(namespace: &str, what: &[&str]) -> anyhow::Result<()> {
