@@ -196,7 +196,7 @@ const SEED_STATUS: &[(&str, &str, &str, &str, &str)] = &[
     ("Telemetry", "mesh-default", "UnimplementedFields", "False", "NotEnforced"),
     ("Telemetry", "access-logging", "UnimplementedFields", "False", "NotEnforced"),
     ("Telemetry", "tracing", "UnimplementedFields", "False", "NotEnforced"),
-    ("ServiceProfile", "myapp", "UnimplementedFields", "False", "NotEnforced"),
+    ("ServiceProfile", "myapp", "Accepted", "True", "Programmed"),
     ("TrafficSplit", "canary-split", "Accepted", "True", "Programmed"),
     ("VirtualService", "blue-green", "Accepted", "True", "Programmed"),
     ("VirtualService", "ab-test", "Accepted", "True", "Programmed"),

@@ -1070,3 +1070,112 @@ spec:
         "{took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_profile_routes_retry_time_out_and_classify() {
+    let resources = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: ServiceProfile
+metadata: {name: web.demo.svc.cluster.local}
+spec:
+  routes:
+    - name: flaky
+      condition: {method: GET, pathRegex: "/api/.*/flaky"}
+      isRetryable: true
+    - name: slow
+      condition: {pathRegex: /slow}
+      timeout: 300ms
+    - name: teapots
+      condition: {all: [{pathRegex: "/tea.*"}, {not: {method: POST}}]}
+      responseClasses: [{condition: {status: {min: 418, max: 418}}, isFailure: true}]
+      isRetryable: false
+  retryBudget: {retryRatio: 0.0, minRetriesPerSecond: 1, ttl: 5s}
+"#;
+    let workloads = [workload("a", "127.0.0.101", &[("app", "web")])];
+    let mut world = World::start(
+        "profile",
+        &workloads,
+        vec![service("web", "127.0.10.101", &[("app", "web")])],
+        |_| resources.into(),
+    )
+    .await;
+    world.assert_enforced("ServiceProfile/demo/web.demo.svc.cluster.local");
+    let (proxy, state) = world.client(NS, CLIENT, "127.0.10.101:80").await;
+    let client = http_client(false);
+    let app = world.servers["a"].app.clone();
+    let get = |path: String, id: String| {
+        let client = client.clone();
+        async move {
+            send(
+                &client,
+                proxy,
+                "GET",
+                &path,
+                &host("web"),
+                &[("x-request-id", &id)],
+            )
+            .await
+            .status
+        }
+    };
+    // Retryable, within a budget of 5 retries in 5 s (1 a second, no
+    // ratio): the first five failures are retried, the next five not.
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(get(format!("/api/{i}/flaky"), format!("f-{i}")).await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 503, 503, 503, 503, 503]);
+    assert_eq!(
+        series(&state, "retries_skipped", "web:80", "retry-budget"),
+        5
+    );
+    let route = |name: &str| format!("ServiceProfile/demo/web.demo.svc.cluster.local/{name}");
+    let retries = count(
+        &metrics(&state),
+        &format!(
+            r#"plexus_proxy_retries_total{{route="{}"}}"#,
+            route("flaky")
+        ),
+    );
+    assert_eq!(retries, 5);
+    // Not retryable: the POST is not the route's method, and /other no route's.
+    let post = send(
+        &client,
+        proxy,
+        "POST",
+        "/api/x/flaky",
+        &host("web"),
+        &[("x-request-id", "p")],
+    )
+    .await;
+    assert_eq!(post.status, 503);
+    // The route's timeout.
+    let started = Instant::now();
+    assert_eq!(get("/slow".into(), "s".into()).await, 504);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
+    // Response classes: 418 is a failure on `teapots`, 500 is not.
+    assert_eq!(get("/teapot?fail=418".into(), "t1".into()).await, 418);
+    assert_eq!(get("/teapot?fail=500".into(), "t2".into()).await, 500);
+    assert_eq!(get("/teapot".into(), "t3".into()).await, 200);
+    let class = |route: &str, class: &str| {
+        count(
+            &metrics(&state),
+            &format!(
+                r#"plexus_proxy_response_classes_total{{dst_service="demo/web",route="{route}",classification="{class}"}}"#
+            ),
+        )
+    };
+    assert_eq!(
+        (
+            class(&route("teapots"), "failure"),
+            class(&route("teapots"), "success")
+        ),
+        (1, 2)
+    );
+    assert_eq!(class(&route("flaky"), "failure"), 5);
+    assert_eq!(app.served("/teapot"), 3);
+}

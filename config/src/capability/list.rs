@@ -9,8 +9,8 @@
 //! connection pools' TCP idle timeouts and protocol upgrades,
 //! TLS, locality,
 //! warm-up, ring sizes;
-//! ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile routes and
-//! retry budgets; PeerAuthentication DISABLE; RateLimitPolicy route
+//! ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile
+//! dstOverrides; PeerAuthentication DISABLE; RateLimitPolicy route
 //! matches on `sourceLabels` (a server proxy does not know its caller's
 //! labels); Telemetry and Gateway (no gateway proxy yet).
 
@@ -207,11 +207,25 @@ const TRAFFIC_SPLIT: &[Capability] = &[
     on("backends[].weight", ANY, TRAFFIC_SPLIT_TEST),
 ];
 
-const SERVICE_PROFILE: &[Capability] = &[on(
-    "opaquePorts",
-    ANY,
-    "proxy/tests/routing.rs::opaque_ports_are_not_read_as_http",
-)];
+const PROFILE: &str =
+    "proxy/tests/resilience.rs::service_profile_routes_retry_time_out_and_classify";
+
+const SERVICE_PROFILE: &[Capability] = &[
+    on(
+        "opaquePorts",
+        ANY,
+        "proxy/tests/routing.rs::opaque_ports_are_not_read_as_http",
+    ),
+    on("routes[].name", ANY, PROFILE),
+    on("routes[].condition.**", ANY, PROFILE),
+    on("routes[].isRetryable", ANY, PROFILE),
+    on("routes[].timeout", ANY, PROFILE),
+    on("routes[].responseClasses[].condition.**", ANY, PROFILE),
+    on("routes[].responseClasses[].isFailure", ANY, PROFILE),
+    on("retryBudget.retryRatio", ANY, PROFILE),
+    on("retryBudget.minRetriesPerSecond", ANY, PROFILE),
+    on("retryBudget.ttl", ANY, PROFILE),
+];
 
 /// mTLS modes the server proxy enforces; DISABLE still accepts mTLS.
 const MTLS_MODES: &[&str] = &["UNSET", "STRICT", "PERMISSIVE"];

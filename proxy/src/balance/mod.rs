@@ -1,6 +1,6 @@
 //! The live state of the endpoints requests are balanced over: requests in
 //! flight per endpoint, round-robin cursors, latency estimates (`ewma`),
-//! outlier standing (`outlier`)
+//! outlier standing (`outlier`), retry budgets (`budget`)
 //! and circuit-breaker counts (`pool`). It outlives configuration versions:
 //! [`Clusters::new`] builds a version's clusters from the routing table's
 //! specs, keeping the state of every cluster (by name) and endpoint (by
@@ -9,6 +9,7 @@
 //! A request holds an [`InFlight`] guard while it is in flight: however it
 //! ends (answered, timed out, dropped by its client), the count comes down.
 
+pub mod budget;
 pub mod endpoint;
 pub mod ewma;
 pub mod hash;
@@ -39,6 +40,8 @@ pub struct Cluster {
     pub outlier: Option<OutlierDetection>,
     /// Circuit breakers.
     pub limits: Limits,
+    /// The ServiceProfile's retry budget, when the service has a profile.
+    pub retry_budget: Option<budget::Budget>,
     cursor: Arc<AtomicUsize>,
     metrics: ResilienceMetrics,
 }
@@ -228,6 +231,13 @@ impl Clusters {
                         counts: before.map(|c| c.limits.counts.clone()).unwrap_or_default(),
                         config: spec.pool.clone(),
                     },
+                    retry_budget: spec.retry_budget.clone().map(|config| budget::Budget {
+                        window: before
+                            .and_then(|c| c.retry_budget.as_ref())
+                            .map(|b| b.window.clone())
+                            .unwrap_or_default(),
+                        config,
+                    }),
                     cursor: before.map(|c| c.cursor.clone()).unwrap_or_default(),
                     metrics: metrics.clone(),
                 })

@@ -25,11 +25,16 @@ use crate::detect::Detected;
 use crate::http::body::{ReadBody, Replayable, holding, read_small, read_to_trailers};
 use crate::http::{Body, Failure, full, local, strip_hop_by_hop};
 use crate::routing::Route;
+use crate::routing::profile::ProfileRouteMatch;
 use crate::telemetry::metrics::RouteLabels;
 
 /// Retries of a request that did not reach the app, each to an endpoint
 /// not tried yet, beyond the route's own (unless it turns retries off).
 const UNPROCESSED_RETRIES: u32 = 2;
+
+/// Retries of a retryable ServiceProfile route (Linkerd bounds them by the
+/// budget alone; this bounds one request's too).
+const PROFILE_RETRIES: u32 = 3;
 
 /// The attempts of one request.
 pub struct Attempts<'a> {
@@ -37,6 +42,8 @@ pub struct Attempts<'a> {
     /// The protocol the app speaks.
     pub app: Detected,
     pub route: Option<&'a Route>,
+    /// The ServiceProfile route the request takes, if any.
+    pub profile: Option<&'a ProfileRouteMatch>,
     pub cluster: &'a Cluster,
     pub parts: &'a http::request::Parts,
     pub host: &'a str,
@@ -61,9 +68,11 @@ impl Attempts<'_> {
         route: &str,
         dst_identity: &mut String,
     ) -> Response<Body> {
+        // The route's timeout, else the ServiceProfile route's.
         let timeout = self
             .route
             .and_then(|r| r.spec.timeout_ms)
+            .or_else(|| self.profile.and_then(|p| p.spec.timeout_ms))
             .map(Duration::from_millis);
         let attempts = async {
             if self.cluster.limits.config.is_none() {
@@ -114,7 +123,20 @@ impl Attempts<'_> {
             Ok(ReadBody::Stream(body)) => Sendable::Kept(Replayable::new(body)),
             Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
         };
-        let mut attempts = retry.map_or(1, |r| 1 + r.attempts);
+        // Without a policy of the route's, a retryable ServiceProfile route
+        // retries its failures, within the budget.
+        let profile_retries = self
+            .profile
+            .filter(|p| policy.is_none() && p.spec.retryable);
+        let mut attempts = match (retry, profile_retries) {
+            (Some(r), _) => 1 + r.attempts,
+            (None, Some(_)) => 1 + PROFILE_RETRIES,
+            (None, None) => 1,
+        };
+        let budget = self.cluster.retry_budget.as_ref();
+        if let Some(budget) = budget {
+            budget.deposit(std::time::Instant::now());
+        }
         let mut unprocessed_retries = 0;
         let per_try = retry
             .and_then(|r| r.per_try_timeout_ms)
@@ -207,7 +229,9 @@ impl Attempts<'_> {
                     failure.response()
                 }
             };
-            let by_policy = !last && retry::retryable(retry_on, answer);
+            let by_profile =
+                profile_retries.is_some_and(|p| class.status().is_none_or(|s| p.is_failure(s)));
+            let by_policy = !last && (retry::retryable(retry_on, answer) || by_profile);
             // Nothing reached the app: another endpoint may take it, beyond
             // the policy's attempts.
             let elsewhere = !by_policy
@@ -227,6 +251,13 @@ impl Attempts<'_> {
             {
                 let metrics = &self.ctx.metrics().resilience;
                 metrics.retry_skipped(&self.cluster.name, "body-too-large");
+                return done(outcome);
+            }
+            if let Some(budget) = budget
+                && !budget.withdraw(std::time::Instant::now())
+            {
+                let metrics = &self.ctx.metrics().resilience;
+                metrics.retry_skipped(&self.cluster.name, "retry-budget");
                 return done(outcome);
             }
             match self.cluster.limits.retry() {

@@ -24,6 +24,7 @@ use crate::ctx::Ctx;
 use crate::detect::Detected;
 use crate::http::{Body, authority, full, incoming, local, strip_hop_by_hop};
 use crate::routing::filters::{apply_header_ops, rewrite, short_circuit};
+use crate::routing::profile::failure;
 use crate::routing::{Destination, RequestInfo, Route, Source, fault};
 use crate::server::serve_connection;
 use crate::telemetry::Direction;
@@ -71,6 +72,8 @@ struct Labels {
     route: String,
     dst_service: String,
     dst_identity: String,
+    /// A ServiceProfile route's failure classes, when one applies.
+    failures: Option<Vec<(u16, u16)>>,
 }
 
 impl Call<'_> {
@@ -81,8 +84,17 @@ impl Call<'_> {
             route: "default".into(),
             dst_service: String::new(),
             dst_identity: String::new(),
+            failures: None,
         };
         let response = self.route(request, &mut labels).await;
+        // Requests a ServiceProfile route took are classified by its
+        // response classes (the others' status says it all).
+        if let Some(failures) = &labels.failures {
+            let failure = failure(failures, response.status().as_u16());
+            self.ctx
+                .metrics()
+                .classified(&labels.dst_service, &labels.route, failure);
+        }
         self.ctx.metrics().request(
             RequestLabels {
                 direction: Direction::Outbound.as_str(),
@@ -150,6 +162,13 @@ impl Call<'_> {
             namespace: &table.config.namespace,
         };
         let route = table.route(service, &info, &source);
+        let profile = table.profile_route(service, info.method, info.path);
+        if let Some(profile) = profile {
+            labels.failures = Some(profile.spec.failure_statuses.clone());
+            if route.is_none() {
+                labels.route.clone_from(&profile.label);
+            }
+        }
         if let Some(route) = route {
             labels.route = route.spec.name.clone();
             if let Some(response) = short_circuit(route, &parts, &host) {
@@ -203,6 +222,7 @@ impl Call<'_> {
             ctx: self.ctx,
             app: self.app,
             route,
+            profile,
             cluster,
             parts: &parts,
             host: &host,

@@ -12,6 +12,7 @@
 pub mod fault;
 pub mod filters;
 pub mod matches;
+pub mod profile;
 pub mod route;
 
 use std::collections::HashMap;
@@ -57,6 +58,9 @@ pub struct ClusterSpec {
     pub pool: Option<ConnectionPool>,
     /// Ejection of failing endpoints (`outlierDetection`).
     pub outlier: Option<OutlierDetection>,
+    /// The ServiceProfile's retry budget (Linkerd's default when the
+    /// profile sets none); none without a profile.
+    pub retry_budget: Option<plexus_config::RetryBudget>,
 }
 
 /// What the proxy does with an outbound connection to an address.
@@ -80,6 +84,7 @@ pub struct Table {
     by_host: HashMap<String, usize>,
     by_pod: HashMap<IpAddr, Option<String>>,
     routes: Vec<Vec<Route>>,
+    profiles: Vec<Option<profile::CompiledProfile>>,
     clusters: Vec<ClusterSpec>,
     cluster_index: HashMap<(usize, u16, Option<String>), usize>,
 }
@@ -92,6 +97,7 @@ impl Table {
             by_host: HashMap::new(),
             by_pod: HashMap::new(),
             routes: Vec::with_capacity(config.services.len()),
+            profiles: Vec::with_capacity(config.services.len()),
             clusters: Vec::new(),
             cluster_index: HashMap::new(),
         };
@@ -112,6 +118,13 @@ impl Table {
                     .iter()
                     .map(Route::compile)
                     .collect::<Result<_, _>>()?,
+            );
+            table.profiles.push(
+                service
+                    .profile
+                    .as_ref()
+                    .map(profile::CompiledProfile::compile)
+                    .transpose()?,
             );
             let subsets =
                 std::iter::once(None).chain(service.subsets.iter().map(|s| Some(&s.name)));
@@ -181,6 +194,16 @@ impl Table {
             .get(service)?
             .iter()
             .find(|r| r.matches(request, source))
+    }
+
+    /// The ServiceProfile route a request to a service takes, if any.
+    pub fn profile_route(
+        &self,
+        service: usize,
+        method: &str,
+        path: &str,
+    ) -> Option<&profile::ProfileRouteMatch> {
+        self.profiles.get(service)?.as_ref()?.route(method, path)
     }
 
     /// The routes of a service (tests).
@@ -305,6 +328,11 @@ fn cluster(
         balance,
         pool,
         outlier,
+        retry_budget: service.profile.as_ref().map(|p| {
+            p.retry_budget
+                .clone()
+                .unwrap_or_else(profile::default_budget)
+        }),
     }
 }
 

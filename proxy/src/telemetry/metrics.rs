@@ -59,6 +59,15 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub dst_service: String,
+    pub route: String,
+    /// success or failure, by the ServiceProfile route's response classes
+    /// (5xx when it has none).
+    pub classification: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// config or identity.
     pub source: &'static str,
@@ -99,6 +108,8 @@ pub struct Metrics {
     pub request_latency: Histograms,
     /// Requests sent again, by route.
     pub retries: Family<RouteLabels, Counter>,
+    /// Outbound answers on ServiceProfile routes, success or failure.
+    pub classified: Family<ClassLabels, Counter>,
     pub tcp_opened: Family<DirectionLabels, Counter>,
     pub tcp_closed: Family<DirectionLabels, Counter>,
     pub tcp_connect_errors: Family<DirectionLabels, Counter>,
@@ -124,6 +135,7 @@ impl Default for Metrics {
             requests: Family::default(),
             request_latency: Family::new_with_constructor(latency_histogram),
             retries: Family::default(),
+            classified: Family::default(),
             tcp_opened: Family::default(),
             tcp_closed: Family::default(),
             tcp_connect_errors: Family::default(),
@@ -151,6 +163,11 @@ impl Default for Metrics {
             "retries",
             "HTTP requests sent again by a route's retry policy",
             metrics.retries.clone(),
+        );
+        registry.register(
+            "response_classes",
+            "Outbound answers on ServiceProfile routes, success or failure by the route's response classes",
+            metrics.classified.clone(),
         );
         registry.register(
             "tcp_open",
@@ -219,6 +236,17 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
         self.requests.get_or_create(&labels).inc();
+    }
+
+    /// Counts an outbound answer as a success or a failure.
+    pub fn classified(&self, dst_service: &str, route: &str, failure: bool) {
+        self.classified
+            .get_or_create(&ClassLabels {
+                dst_service: dst_service.to_owned(),
+                route: route.to_owned(),
+                classification: if failure { "failure" } else { "success" },
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {
