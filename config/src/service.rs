@@ -157,6 +157,9 @@ pub struct TrafficPolicy {
     /// TLS towards the destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTls>,
+    /// Retries in flight as a share of requests in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<ConcurrencyBudget>,
     /// Overrides for single ports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortPolicy>,
@@ -221,6 +224,16 @@ pub enum HashKey {
     SourceIp,
     /// A query parameter.
     QueryParameter(String),
+}
+
+/// A retry budget by concurrency (DestinationRule `retryBudget`, Envoy's):
+/// retries in flight at most `percent` of the requests in flight, or
+/// `min_concurrency`, whichever is more.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcurrencyBudget {
+    pub percent: f64,
+    pub min_concurrency: u32,
 }
 
 /// Connection pool limits.

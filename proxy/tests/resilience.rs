@@ -109,14 +109,31 @@ spec:
     - route: [{destination: {host: retries, subset: all}}]
       retries: {attempts: 2, retryOn: 5xx, backoff: 1ms}
 "#;
+    let resources = format!(
+        "{resources}---\n{}",
+        r#"apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: budget}
+spec:
+  host: budget
+  trafficPolicy: {retryBudget: {percent: 0, minRetryConcurrency: 1}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: budget}
+spec:
+  hosts: [budget]
+  http: [{route: [{destination: {host: budget}}], retries: {attempts: 2, retryOn: 5xx, backoff: 1ms}}]
+"#
+    );
     let workloads = [workload("a", "127.0.0.31", &[("app", "web")])];
-    let names = ["pending", "requests", "retries"];
+    let names = ["pending", "requests", "retries", "budget"];
     let services = names
         .iter()
         .enumerate()
         .map(|(i, name)| service(name, &format!("127.0.10.{}", 30 + i), &[("app", "web")]))
         .collect();
-    let mut world = World::start("pools", &workloads, services, |_| resources.into()).await;
+    let mut world = World::start("pools", &workloads, services, |_| resources).await;
     for name in names {
         world.assert_enforced(&format!("DestinationRule/demo/{name}"));
     }
@@ -186,7 +203,20 @@ spec:
         ),
         3
     );
+    // The retry budget: no share of the requests, one retry in flight.
+    let (budget, budget_state) = world.client(NS, CLIENT, "127.0.10.33:80").await;
+    let answers = concurrently(budget, "budget", "/b?fail=503", &[("x-delay-a", "300")], 4).await;
+    assert_eq!(
+        tally(&answers),
+        BTreeMap::from([((200, String::new()), 1), ((503, String::new()), 3)]),
+        "{answers:?}"
+    );
+    assert_eq!(
+        series(&budget_state, "overflow", "budget:80", "retry-budget"),
+        3
+    );
     assert_eq!(world.servers["a"].app.served("/"), 2 + 3 + 1 + 4 + 1);
+    assert_eq!(world.servers["a"].app.served("/b"), 4 + 1);
 }
 
 /// Sends `n` GETs through `proxy` to `service`; their statuses.

@@ -135,6 +135,11 @@ macro_rules! destination_rule {
             on("subsets[].labels.*", ANY, SPLITS),
             on("trafficPolicy.portLevelSettings[].port.number", ANY, ROUND_ROBIN),
             on("subsets[].trafficPolicy.portLevelSettings[].port.number", ANY, ROUND_ROBIN),
+            // No port has a retry budget of its own in the API.
+            on("trafficPolicy.retryBudget.percent", ANY, POOL),
+            on("trafficPolicy.retryBudget.minRetryConcurrency", ANY, POOL),
+            on("subsets[].trafficPolicy.retryBudget.percent", ANY, POOL),
+            on("subsets[].trafficPolicy.retryBudget.minRetryConcurrency", ANY, POOL),
             $(
                 on(concat!($level, "loadBalancer.simple"), Values::OneOf(SIMPLE_LB), $simple),
                 on(concat!($level, "loadBalancer.consistentHash.httpHeaderName"), ANY, HASH),

@@ -230,6 +230,7 @@ impl Clusters {
                     limits: Limits {
                         counts: before.map(|c| c.limits.counts.clone()).unwrap_or_default(),
                         config: spec.pool.clone(),
+                        retry_budget: spec.retry_concurrency.clone(),
                     },
                     retry_budget: spec.retry_budget.clone().map(|config| budget::Budget {
                         window: before

@@ -10,7 +10,9 @@
 //!   for one to end, at most `http1MaxPendingRequests` of them, and one
 //!   more is refused at once;
 //! - `maxRetries`: retries in flight to the cluster; a retry beyond it is
-//!   not made, and the caller gets the attempt's own answer.
+//!   not made, and the caller gets the attempt's own answer;
+//! - `retryBudget` (the DestinationRule's, Envoy's): retries in flight at
+//!   most `percent` of the requests in flight, or `minRetryConcurrency`.
 //!
 //! The counts outlive configuration versions (kept by cluster name); the
 //! limits are each version's.
@@ -18,7 +20,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use plexus_config::ConnectionPool;
+use plexus_config::{ConcurrencyBudget, ConnectionPool};
 use tokio::sync::Notify;
 
 /// Which limit refused a request.
@@ -30,6 +32,8 @@ pub enum Overflow {
     Pending,
     /// `maxRetries`.
     Retries,
+    /// DestinationRule `retryBudget`.
+    RetryBudget,
 }
 
 impl Overflow {
@@ -38,6 +42,7 @@ impl Overflow {
             Self::Requests => "max-requests",
             Self::Pending => "max-pending-requests",
             Self::Retries => "max-retries",
+            Self::RetryBudget => "retry-budget",
         }
     }
 }
@@ -68,6 +73,8 @@ fn take(count: &AtomicUsize, limit: Option<u32>) -> bool {
 pub struct Limits {
     pub counts: Arc<Counts>,
     pub config: Option<ConnectionPool>,
+    /// Retries in flight by requests in flight.
+    pub retry_budget: Option<ConcurrencyBudget>,
 }
 
 /// What a request holds while it is in flight.
@@ -103,6 +110,7 @@ impl Limits {
     /// room; the limit that refused it otherwise.
     pub async fn admit(&self, http1: bool) -> Result<Admitted, Overflow> {
         let Some(config) = &self.config else {
+            // Counted for the retry budget.
             self.counts.requests.fetch_add(1, Ordering::AcqRel);
             return Ok(self.admitted(false));
         };
@@ -142,14 +150,28 @@ impl Limits {
         }
     }
 
-    /// A retry, if `maxRetries` leaves room for one.
+    /// Whether requests are counted: a limit or the budget needs them.
+    pub fn counting(&self) -> bool {
+        self.config.is_some() || self.retry_budget.is_some()
+    }
+
+    /// A retry, if `maxRetries` and the retry budget leave room for one.
     pub fn retry(&self) -> Result<Retrying, Overflow> {
         let limit = self.config.as_ref().and_then(|c| c.max_retries);
-        if take(&self.counts.retries, limit) {
-            Ok(Retrying(self.counts.clone()))
-        } else {
-            Err(Overflow::Retries)
+        if !take(&self.counts.retries, limit) {
+            return Err(Overflow::Retries);
         }
+        let retrying = Retrying(self.counts.clone());
+        if let Some(budget) = &self.retry_budget {
+            // This retry among those in flight, against the requests.
+            let retries = self.counts.retries.load(Ordering::Acquire);
+            let share = budget.percent / 100.0 * self.in_flight() as f64;
+            let allowed = (share as usize).max(budget.min_concurrency as usize);
+            if retries > allowed {
+                return Err(Overflow::RetryBudget);
+            }
+        }
+        Ok(retrying)
     }
 
     /// Requests in flight now.
@@ -176,6 +198,7 @@ mod tests {
         Limits {
             counts: Arc::default(),
             config: Some(pool),
+            retry_budget: None,
         }
     }
 

@@ -75,7 +75,7 @@ impl Attempts<'_> {
             .or_else(|| self.profile.and_then(|p| p.spec.timeout_ms))
             .map(Duration::from_millis);
         let attempts = async {
-            if self.cluster.limits.config.is_none() {
+            if !self.cluster.limits.counting() {
                 return self.attempts(body, route, dst_identity).await;
             }
             match self.cluster.limits.admit(self.app == Detected::Http1).await {

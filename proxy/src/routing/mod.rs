@@ -58,6 +58,8 @@ pub struct ClusterSpec {
     pub pool: Option<ConnectionPool>,
     /// Ejection of failing endpoints (`outlierDetection`).
     pub outlier: Option<OutlierDetection>,
+    /// Retries in flight by requests in flight (`retryBudget`).
+    pub retry_concurrency: Option<plexus_config::ConcurrencyBudget>,
     /// The ServiceProfile's retry budget (Linkerd's default when the
     /// profile sets none); none without a profile.
     pub retry_budget: Option<plexus_config::RetryBudget>,
@@ -317,6 +319,8 @@ fn cluster(
         |p| &p.outlier_detection,
         |p| &p.outlier_detection,
     );
+    // No port-level retry budget in the API.
+    let retry_concurrency = levels.iter().flatten().find_map(|p| p.retry_budget.clone());
     let mut name = format!("{}/{}:{port}", service.namespace, service.name);
     if let Some(subset) = subset {
         name.push('/');
@@ -328,6 +332,7 @@ fn cluster(
         balance,
         pool,
         outlier,
+        retry_concurrency,
         retry_budget: service.profile.as_ref().map(|p| {
             p.retry_budget
                 .clone()

@@ -123,6 +123,19 @@ fn traffic_policy(check: &mut Check, path: &str, p: &TrafficPolicy) -> cfg::Traf
             .tls
             .as_ref()
             .map(|t| client_tls(check, &format!("{path}.tls"), t)),
+        retry_budget: p.retry_budget.as_ref().map(|b| {
+            let percent = b.percent.unwrap_or(20.0);
+            if !(0.0..=100.0).contains(&percent) {
+                check.invalid(
+                    format!("{path}.retryBudget.percent"),
+                    format!("{percent} is not a percentage between 0 and 100"),
+                );
+            }
+            cfg::ConcurrencyBudget {
+                percent: percent.clamp(0.0, 100.0),
+                min_concurrency: b.min_retry_concurrency.unwrap_or(3),
+            }
+        }),
         ports: p
             .port_level_settings
             .iter()
