@@ -347,3 +347,67 @@ async fn adding_an_endpoint_remaps_few_keys() {
     eprintln!("{moved} of 1000 keys moved to another endpoint");
     assert!((50..=150).contains(&moved), "{moved} of 1000 keys moved");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_endpoint_warms_up() {
+    let rule = |name: &str, warmup: &str| {
+        format!(
+            "apiVersion: plexus.dev/v1alpha1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec: {{host: {name}, trafficPolicy: {{loadBalancer: {{simple: ROUND_ROBIN{warmup}}}}}}}\n---\n"
+        )
+    };
+    let resources = rule("slow-start", ", warmupDurationSecs: 3s") + &rule("at-once", "");
+    let workloads = [
+        workload("a", "127.0.0.111", &[("app", "web")]),
+        support::world::Workload {
+            unready: true,
+            ..workload("b", "127.0.0.112", &[("app", "web")])
+        },
+    ];
+    let services = vec![
+        service("slow-start", "127.0.10.111", &[("app", "web")]),
+        service("at-once", "127.0.10.112", &[("app", "web")]),
+    ];
+    let resources2 = resources.clone();
+    let mut world = World::start("warmup", &workloads, services, |_| resources).await;
+    world.assert_enforced("DestinationRule/demo/slow-start");
+    let (slow_start, _) = world.client(NS, CLIENT, "127.0.10.111:80").await;
+    let (at_once, _) = world.client(NS, CLIENT, "127.0.10.112:80").await;
+    let share = |seen: Vec<String>| seen.iter().filter(|s| *s == "b").count();
+    let answers_of = |proxy, name: &'static str, n| async move {
+        let client = http_client(false);
+        let mut seen = Vec::new();
+        for _ in 0..n {
+            seen.push(
+                send(&client, proxy, "GET", "/", &host(name), &[])
+                    .await
+                    .body,
+            );
+        }
+        seen
+    };
+    assert_eq!(
+        share(answers_of(slow_start, "slow-start", 10).await),
+        0,
+        "b is not Ready"
+    );
+    // b joins: at once it gets every other call without slow start, a
+    // small share with it (a tenth of its weight at first).
+    world.set_ready("b", &resources2);
+    let joined = std::time::Instant::now();
+    let early = share(answers_of(slow_start, "slow-start", 60).await);
+    let without = share(answers_of(at_once, "at-once", 60).await);
+    assert!(
+        joined.elapsed() < std::time::Duration::from_millis(1_000),
+        "{:?}",
+        joined.elapsed()
+    );
+    eprintln!(
+        "b's share just after it joined: {early} of 60 with slow start, {without} of 60 without"
+    );
+    assert_eq!(without, 30);
+    assert!(early <= 15, "{early} of 60 during slow start");
+    // After the warm-up, its full share.
+    tokio::time::sleep(std::time::Duration::from_millis(3_100).saturating_sub(joined.elapsed()))
+        .await;
+    assert_eq!(share(answers_of(slow_start, "slow-start", 60).await), 30);
+}

@@ -6,10 +6,8 @@
 //!
 //! Not here, so reported as not in force: VirtualService mirrors, CORS,
 //! delegation, TCP and TLS routes, fault gRPC statuses; DestinationRule
-//! connection pools' TCP idle timeouts and protocol upgrades,
-//! TLS, locality,
-//! warm-up, ring sizes;
-//! ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile
+//! connection pools' TCP idle timeouts and protocol upgrades, TLS,
+//! locality, ring sizes, PASSTHROUGH; ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile
 //! dstOverrides; PeerAuthentication DISABLE; RateLimitPolicy route
 //! matches on `sourceLabels` (a server proxy does not know its caller's
 //! labels); Telemetry and Gateway (no gateway proxy yet).
@@ -120,6 +118,7 @@ const SIMPLE_LB: &[&str] = &[
     "PEAK_EWMA",
 ];
 
+const WARMUP: &str = "proxy/tests/balance.rs::a_joining_endpoint_warms_up";
 const POOL: &str = "proxy/tests/resilience.rs::connection_pools_refuse_what_overflows";
 const LIFETIMES: &str = "proxy/tests/resilience.rs::connections_live_as_the_pool_says";
 const OUTLIER: &str = "proxy/tests/resilience.rs::outlier_detection_ejects_and_readmits";
@@ -142,6 +141,7 @@ macro_rules! destination_rule {
             on("subsets[].trafficPolicy.retryBudget.minRetryConcurrency", ANY, POOL),
             $(
                 on(concat!($level, "loadBalancer.simple"), Values::OneOf(SIMPLE_LB), $simple),
+                on(concat!($level, "loadBalancer.warmupDurationSecs"), ANY, WARMUP),
                 on(concat!($level, "loadBalancer.consistentHash.httpHeaderName"), ANY, HASH),
                 on(concat!($level, "loadBalancer.consistentHash.httpCookie.name"), ANY, HASH),
                 on(concat!($level, "loadBalancer.consistentHash.httpCookie.path"), ANY, HASH),

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use super::ewma::Ewma;
 use super::outlier::Health;
@@ -18,6 +19,9 @@ pub struct Endpoint {
     pub health: Health,
     /// Its latency estimate (peak-EWMA balancing).
     pub latency: Ewma,
+    /// When it joined a cluster that had endpoints before (slow start);
+    /// None for those there from the start.
+    pub joined: Option<Instant>,
 }
 
 impl Endpoint {
@@ -27,6 +31,26 @@ impl Endpoint {
             in_flight: AtomicUsize::new(0),
             health: Health::default(),
             latency: Ewma::default(),
+            joined: None,
+        }
+    }
+
+    /// An endpoint that joins a cluster now.
+    pub fn joining(spec: EndpointSpec) -> Self {
+        Self {
+            joined: Some(Instant::now()),
+            ..Self::new(spec)
+        }
+    }
+
+    /// Its weight under slow start over `warmup`: from a tenth (Envoy's
+    /// minimum) up to whole, in proportion to the time since it joined.
+    pub fn weight(&self, warmup: Option<std::time::Duration>) -> f64 {
+        match (self.joined, warmup) {
+            (Some(joined), Some(warmup)) if !warmup.is_zero() => {
+                (joined.elapsed().as_secs_f64() / warmup.as_secs_f64()).clamp(0.1, 1.0)
+            }
+            _ => 1.0,
         }
     }
 

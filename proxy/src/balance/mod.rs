@@ -37,6 +37,8 @@ pub struct Cluster {
     pub name: String,
     pub endpoints: Vec<Arc<Endpoint>>,
     pub balance: Balance,
+    /// Slow start of endpoints that joined.
+    pub warmup: Option<Duration>,
     pub outlier: Option<OutlierDetection>,
     /// Circuit breakers.
     pub limits: Limits,
@@ -89,6 +91,30 @@ impl Cluster {
         &self,
         n: usize,
         at: impl Fn(usize) -> &'a Arc<Endpoint>,
+        random: &mut impl FnMut(usize) -> usize,
+        hash: Option<u64>,
+    ) -> Option<usize> {
+        let mut index = self.choose_once(n, &at, random, hash)?;
+        // Slow start: an endpoint warming up keeps its pick with a
+        // probability of its weight; otherwise the balancer picks again
+        // (a few times at most). Hashing is left alone: a key stays put.
+        if self.warmup.is_some() && !matches!(self.balance, Balance::Hash(_)) {
+            for _ in 0..4 {
+                let weight = at(index).weight(self.warmup);
+                if weight >= 1.0 || (random(1000) as f64) < weight * 1000.0 {
+                    break;
+                }
+                index = self.choose_once(n, &at, random, hash)?;
+            }
+        }
+        Some(index)
+    }
+
+    /// One pick of the balancer's.
+    fn choose_once<'a>(
+        &self,
+        n: usize,
+        at: &impl Fn(usize) -> &'a Arc<Endpoint>,
         random: &mut impl FnMut(usize) -> usize,
         hash: Option<u64>,
     ) -> Option<usize> {
@@ -222,10 +248,13 @@ impl Clusters {
                         .iter()
                         .map(|e| match endpoints.get(e) {
                             Some(kept) => Arc::clone(kept),
+                            // Joining a cluster that was there: slow start.
+                            None if before.is_some() => Arc::new(Endpoint::joining(e.clone())),
                             None => Arc::new(Endpoint::new(e.clone())),
                         })
                         .collect(),
                     balance: spec.balance.clone(),
+                    warmup: spec.warmup,
                     outlier: spec.outlier.clone(),
                     limits: Limits {
                         counts: before.map(|c| c.limits.counts.clone()).unwrap_or_default(),

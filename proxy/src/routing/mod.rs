@@ -53,6 +53,8 @@ pub struct ClusterSpec {
     pub name: String,
     pub endpoints: Vec<EndpointSpec>,
     pub balance: Balance,
+    /// Slow start of new endpoints (`loadBalancer.warmupDurationSecs`).
+    pub warmup: Option<std::time::Duration>,
     /// Limits on requests, connections and retries (DestinationRule
     /// `connectionPool`).
     pub pool: Option<ConnectionPool>,
@@ -307,6 +309,8 @@ fn cluster(
             Balance::LeastRequest
         }
     };
+    let warmup = setting(&levels, port, |p| &p.warmup_ms, |p| &p.warmup_ms)
+        .map(std::time::Duration::from_millis);
     let pool = setting(
         &levels,
         port,
@@ -330,6 +334,7 @@ fn cluster(
         name,
         endpoints,
         balance,
+        warmup,
         pool,
         outlier,
         retry_concurrency,

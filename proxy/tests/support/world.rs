@@ -43,6 +43,8 @@ pub struct Workload {
     pub dead: bool,
     /// Its proxy is not running: connections to the pod are refused.
     pub down: bool,
+    /// Its pod is not Ready (not an endpoint) until [`World::set_ready`].
+    pub unready: bool,
 }
 
 /// A pod of Service `app` (label `app`) with `version`, in [`NS`].
@@ -59,6 +61,7 @@ pub fn workload(
         labels,
         dead: false,
         down: false,
+        unready: false,
     }
 }
 
@@ -135,7 +138,7 @@ fn pod(w: &Workload, port: u16) -> Value {
                 {"name": plexus_crds::keys::PROXY_CONTAINER}
             ]
         },
-        "status": {"podIP": w.ip, "conditions": [{"type": "Ready", "status": "True"}]}
+        "status": {"podIP": w.ip, "conditions": [{"type": "Ready", "status": if w.unready { "False" } else { "True" }}]}
     })
 }
 
@@ -320,6 +323,18 @@ impl World {
         for (namespace, state) in &self.proxies {
             state.apply_config(self.configs[namespace].to_gzip(), "the test");
         }
+    }
+
+    /// Marks the pod of workload `name` Ready, and compiles as
+    /// [`World::apply`] does with `resources`: it joins its Services'
+    /// endpoints.
+    pub fn set_ready(&mut self, name: &str, resources: &str) {
+        for object in &mut self.objects {
+            if object["kind"] == "Pod" && object["metadata"]["name"] == name {
+                object["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+            }
+        }
+        self.apply(resources);
     }
 
     /// What the operator fetched from `jwksUri`s, for the next [`World::apply`].

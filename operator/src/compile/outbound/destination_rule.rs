@@ -111,6 +111,7 @@ fn traffic_policy(check: &mut Check, path: &str, p: &TrafficPolicy) -> cfg::Traf
             .load_balancer
             .as_ref()
             .and_then(|lb| load_balancer(check, &format!("{path}.loadBalancer"), lb)),
+        warmup_ms: warmup(check, path, p.load_balancer.as_ref()),
         connection_pool: p
             .connection_pool
             .as_ref()
@@ -155,6 +156,7 @@ fn traffic_policy(check: &mut Check, path: &str, p: &TrafficPolicy) -> cfg::Traf
                         .load_balancer
                         .as_ref()
                         .and_then(|lb| load_balancer(check, &format!("{path}.loadBalancer"), lb)),
+                    warmup_ms: warmup(check, &path, s.load_balancer.as_ref()),
                     connection_pool: s
                         .connection_pool
                         .as_ref()
@@ -171,6 +173,11 @@ fn traffic_policy(check: &mut Check, path: &str, p: &TrafficPolicy) -> cfg::Traf
             })
             .collect(),
     }
+}
+
+fn warmup(check: &mut Check, path: &str, lb: Option<&LoadBalancerSettings>) -> Option<u64> {
+    let d = lb?.warmup_duration_secs.as_ref()?;
+    check.duration(format!("{path}.loadBalancer.warmupDurationSecs"), d)
 }
 
 fn load_balancer(
