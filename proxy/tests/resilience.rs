@@ -314,6 +314,15 @@ spec:
 ---
 apiVersion: plexus.dev/v1alpha1
 kind: DestinationRule
+metadata: {name: deprecated}
+spec:
+  host: deprecated
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutiveErrors: 2, consecutive5xxErrors: 0, baseEjectionTime: 60s, maxEjectionPercent: 100}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
 metadata: {name: all-out}
 spec:
   host: all-out
@@ -322,7 +331,7 @@ spec:
     outlierDetection: {consecutive5xxErrors: 1, baseEjectionTime: 60s, maxEjectionPercent: 100}
 "#
     .to_owned()
-        + &retries_off(&["ejects", "min-health", "all-out"]);
+        + &retries_off(&["ejects", "min-health", "all-out", "deprecated"]);
     let dead = |name, ip, labels| Workload {
         dead: true,
         ..workload(name, ip, labels)
@@ -339,9 +348,16 @@ spec:
         service("at-most-one", "127.0.10.41", &[("set", "three")]),
         service("min-health", "127.0.10.42", &[("set", "three")]),
         service("all-out", "127.0.10.43", &[("set", "three")]),
+        service("deprecated", "127.0.10.44", &[("set", "two")]),
     ];
     let mut world = World::start("outlier", &workloads, services, |_| resources).await;
-    for name in ["ejects", "at-most-one", "min-health", "all-out"] {
+    for name in [
+        "ejects",
+        "at-most-one",
+        "min-health",
+        "all-out",
+        "deprecated",
+    ] {
         world.assert_enforced(&format!("DestinationRule/demo/{name}"));
     }
     let (ejects, state) = world.client(NS, CLIENT, "127.0.10.40:80").await;
@@ -432,6 +448,11 @@ spec:
     statuses(all_out, "all-out", 6).await;
     assert_eq!(failures(&statuses(min_health, "min-health", 30).await), 20);
     assert_eq!(failures(&statuses(all_out, "all-out", 30).await), 0);
+
+    // The deprecated consecutiveErrors: gateway errors in a row.
+    let (deprecated, _) = world.client(NS, CLIENT, "127.0.10.44:80").await;
+    until_failed(deprecated, "deprecated", 2, 10).await;
+    assert_eq!(failures(&statuses(deprecated, "deprecated", 20).await), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1116,8 +1137,8 @@ spec:
       condition: {pathRegex: /slow}
       timeout: 300ms
     - name: teapots
-      condition: {all: [{pathRegex: "/tea.*"}, {not: {method: POST}}]}
-      responseClasses: [{condition: {status: {min: 418, max: 418}}, isFailure: true}]
+      condition: {all: [{any: [{pathRegex: "/tea.*"}, {pathRegex: /kettle}]}, {not: {method: POST}}]}
+      responseClasses: [{condition: {any: [{status: {min: 418, max: 418}}]}, isFailure: true}]
       isRetryable: false
   retryBudget: {retryRatio: 0.0, minRetriesPerSecond: 1, ttl: 5s}
 "#;
