@@ -10,11 +10,17 @@ use crate::original_dst::OriginalDst;
 use crate::state::ProxyState;
 use crate::telemetry::Metrics;
 
+/// Mirrored copies in flight at most, per proxy; beyond, copies are not
+/// made (and counted as too-many).
+pub const MIRRORS_IN_FLIGHT: usize = 1024;
+
 pub struct Ctx {
     pub state: Arc<ProxyState>,
     pub original: Box<dyn OriginalDst>,
     /// HTTP connections to endpoints and to the app.
     pub clients: Clients,
+    /// Mirrored copies of requests in flight (`outbound::mirror`).
+    pub mirrors: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx {
@@ -24,6 +30,7 @@ impl Ctx {
             state,
             original,
             clients,
+            mirrors: Arc::new(tokio::sync::Semaphore::new(MIRRORS_IN_FLIGHT)),
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plexus_proxy::state::ProxyState;
-use support::world::{NS, Workload, World, host, send, service, workload};
+use support::world::{NS, Workload, World, host, post_streamed, send, service, workload};
 use support::{count, http_client, metrics};
 
 const CLIENT: &[(&str, &str)] = &[("app", "client")];
@@ -773,39 +773,6 @@ spec:
         r#"plexus_proxy_retries_total{route="VirtualService/demo/refusing/refused"}"#,
     );
     assert_eq!(retries, 1);
-}
-
-/// A POST of `size` bytes streamed in 8 KiB chunks (no length given).
-async fn post_streamed(proxy: SocketAddr, path: &str, id: &str, size: usize) -> u16 {
-    use futures::StreamExt;
-    use http_body_util::StreamBody;
-    type Chunks = StreamBody<
-        futures::stream::BoxStream<
-            'static,
-            Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
-        >,
-    >;
-    let client: hyper_util::client::legacy::Client<_, Chunks> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let chunks = (0..size.div_ceil(8192)).map(move |i| {
-        let n = 8192.min(size - i * 8192);
-        Ok(hyper::body::Frame::data(bytes::Bytes::from(vec![b'x'; n])))
-    });
-    let body = StreamBody::new(futures::stream::iter(chunks).boxed());
-    let request = hyper::Request::builder()
-        .method("POST")
-        .uri(format!("http://{proxy}{path}"))
-        .header("host", host("web"))
-        .header("x-request-id", id)
-        .body(body)
-        .expect("a request");
-    client
-        .request(request)
-        .await
-        .expect("an answer")
-        .status()
-        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

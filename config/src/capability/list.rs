@@ -4,7 +4,7 @@
 //! observe what the proxies do (`proxy/tests/`); `capability_tests_exist`
 //! fails when a test named here does not.
 //!
-//! Not here, so reported as not in force: VirtualService mirrors, CORS,
+//! Not here, so reported as not in force: VirtualService CORS,
 //! delegation, TCP and TLS routes, fault gRPC statuses; DestinationRule
 //! connection pools' TCP idle timeouts and protocol upgrades, TLS,
 //! locality, ring sizes, PASSTHROUGH; ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile
@@ -44,6 +44,7 @@ const SPREAD: &str = "proxy/tests/balance.rs::random_and_least_request_balancing
 const HASH: &str = "proxy/tests/balance.rs::consistent_hash_keeps_a_key_on_one_endpoint";
 const RETRY_ON: &str = "proxy/tests/resilience.rs::every_retry_on_condition_retries";
 const OUTLIER_LOCAL: &str = "proxy/tests/resilience.rs::local_origin_failures_count_apart";
+const MIRRORS: &str = "proxy/tests/traffic.rs::mirrors_copy_requests_without_the_caller_waiting";
 const MTLS: &str = "proxy/tests/inbound.rs::peer_authentication_modes_decide_plaintext";
 
 const VIRTUAL_SERVICE: &[Capability] = &[
@@ -104,6 +105,15 @@ const VIRTUAL_SERVICE: &[Capability] = &[
     on("http[].fault.delay.percent", ANY, FAULTS),
     on("http[].fault.abort.httpStatus", ANY, FAULTS),
     on("http[].fault.abort.percentage.value", ANY, FAULTS),
+    on("http[].mirror.host", ANY, MIRRORS),
+    on("http[].mirror.subset", ANY, MIRRORS),
+    on("http[].mirror.port.number", ANY, MIRRORS),
+    on("http[].mirrorPercentage.value", ANY, MIRRORS),
+    on("http[].mirrorPercent", ANY, MIRRORS),
+    on("http[].mirrors[].destination.host", ANY, MIRRORS),
+    on("http[].mirrors[].destination.subset", ANY, MIRRORS),
+    on("http[].mirrors[].destination.port.number", ANY, MIRRORS),
+    on("http[].mirrors[].percentage.value", ANY, MIRRORS),
 ];
 
 /// Load balancers the proxy runs (LEAST_CONN is Istio's old name of

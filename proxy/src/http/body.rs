@@ -89,6 +89,14 @@ impl Replayable {
         !self.kept().overflowed
     }
 
+    /// The body whole, once it has ended within the limit: what a copy of
+    /// the request sends; None while it is still being read or when it was
+    /// too large to keep.
+    pub fn ended(&self) -> Option<Body> {
+        let kept = self.kept();
+        (kept.source.is_none() && !kept.overflowed).then(|| self.attempt())
+    }
+
     /// The body for one more attempt.
     pub fn attempt(&self) -> Body {
         Replay {

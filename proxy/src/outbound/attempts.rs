@@ -51,12 +51,24 @@ pub struct Attempts<'a> {
     pub hash: Option<u64>,
 }
 
-/// The body every attempt sends.
-enum Sendable {
+/// The body every attempt (and a mirror's copy) sends.
+pub enum Sendable {
     /// Read whole before the first attempt.
     Whole(bytes::Bytes),
     /// Kept as it is sent.
     Kept(Replayable),
+}
+
+impl Sendable {
+    /// Bodies of known, small size are read whole first: they go out with
+    /// the request's headers (one write, END_STREAM on the last frame).
+    /// Others are streamed, and kept as they go.
+    pub async fn read(body: Incoming) -> Result<Self, hyper::Error> {
+        Ok(match read_small(body).await? {
+            ReadBody::Whole(bytes) => Sendable::Whole(bytes),
+            ReadBody::Stream(body) => Sendable::Kept(Replayable::new(body)),
+        })
+    }
 }
 
 impl Attempts<'_> {
@@ -64,7 +76,7 @@ impl Attempts<'_> {
     /// `dst_identity` is set to the identity of the endpoint last tried.
     pub async fn run(
         &self,
-        body: Incoming,
+        body: &Sendable,
         route: &str,
         dst_identity: &mut String,
     ) -> Response<Body> {
@@ -107,7 +119,7 @@ impl Attempts<'_> {
 
     async fn attempts(
         &self,
-        body: Incoming,
+        sendable: &Sendable,
         route: &str,
         dst_identity: &mut String,
     ) -> Response<Body> {
@@ -115,14 +127,6 @@ impl Attempts<'_> {
         // `attempts: 0` turns retries off, those of unprocessed requests too.
         let retries_off = policy.is_some_and(|r| r.attempts == 0);
         let retry = policy.filter(|r| r.attempts > 0);
-        // Bodies of known, small size are read whole first: they go out
-        // with the request's headers (one write, END_STREAM on the last
-        // frame). Others are streamed, and kept as they go.
-        let sendable = match read_small(body).await {
-            Ok(ReadBody::Whole(bytes)) => Sendable::Whole(bytes),
-            Ok(ReadBody::Stream(body)) => Sendable::Kept(Replayable::new(body)),
-            Err(_) => return local(StatusCode::BAD_REQUEST, "request-body"),
-        };
         // Without a policy of the route's, a retryable ServiceProfile route
         // retries its failures, within the budget.
         let profile_retries = self
@@ -173,7 +177,7 @@ impl Attempts<'_> {
                 .identity()
                 .unwrap_or_default()
                 .clone_into(dst_identity);
-            let body = match &sendable {
+            let body = match sendable {
                 Sendable::Whole(bytes) => full(bytes.clone()),
                 Sendable::Kept(kept) => kept.attempt(),
             };
@@ -246,7 +250,7 @@ impl Attempts<'_> {
                 unprocessed_retries += 1;
                 attempts += 1;
             }
-            if let Sendable::Kept(kept) = &sendable
+            if let Sendable::Kept(kept) = sendable
                 && !kept.replayable()
             {
                 let metrics = &self.ctx.metrics().resilience;

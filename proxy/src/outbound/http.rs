@@ -17,7 +17,8 @@ use plexus_config::Backend;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use super::attempts::{Attempts, outgoing};
+use super::attempts::{Attempts, Sendable, outgoing};
+use super::mirror::{self, Copies};
 use crate::balance::hash;
 use crate::client::Options;
 use crate::ctx::Ctx;
@@ -60,7 +61,7 @@ where
 
 /// One request's context.
 struct Call<'a> {
-    ctx: &'a Ctx,
+    ctx: &'a Arc<Ctx>,
     /// The protocol the app speaks.
     app: Detected,
     original: SocketAddr,
@@ -178,6 +179,9 @@ impl Call<'_> {
                 return response;
             }
         }
+        let mirrors = route
+            .map(|r| mirror::drawn(r, || fastrand::f64() * 100.0))
+            .unwrap_or_default();
         // Without routes, the service's own endpoints.
         let own;
         let backend = match route {
@@ -200,10 +204,31 @@ impl Call<'_> {
         else {
             return local(StatusCode::SERVICE_UNAVAILABLE, "unknown-backend");
         };
+        let Ok(body) = Sendable::read(body).await else {
+            return local(StatusCode::BAD_REQUEST, "request-body");
+        };
         let mut host = host;
+        // Mirrors waiting for a streamed body, with the request's head as
+        // the route changed it.
+        let mut waiting = (Vec::new(), None);
         if let Some(route) = route {
             rewrite(route, &mut parts, &mut host);
             apply_header_ops(&mut parts.headers, &route.spec.headers.request);
+            if !mirrors.is_empty() {
+                let copies = Copies {
+                    ctx: self.ctx,
+                    snapshot: &snapshot,
+                    app: self.app,
+                    route,
+                    port,
+                    parts: &parts,
+                    host: &host,
+                };
+                let later = copies.send_now(mirrors, &body);
+                if !later.is_empty() {
+                    waiting = (later, Some(mirror::head(&parts)));
+                }
+            }
         }
         apply_header_ops(&mut parts.headers, &backend.headers.request);
         let key = match &cluster.balance {
@@ -229,8 +254,20 @@ impl Call<'_> {
             hash: key.as_ref().map(|k| k.value),
         };
         let mut response = attempts
-            .run(body, &labels.route, &mut labels.dst_identity)
+            .run(&body, &labels.route, &mut labels.dst_identity)
             .await;
+        if let (Some(route), (later, Some(head))) = (route, waiting) {
+            let copies = Copies {
+                ctx: self.ctx,
+                snapshot: &snapshot,
+                app: self.app,
+                route,
+                port,
+                parts: &head,
+                host: &host,
+            };
+            copies.send_after(later, &body);
+        }
         strip_hop_by_hop(response.headers_mut());
         if let Some(route) = route {
             apply_header_ops(response.headers_mut(), &route.spec.headers.response);

@@ -5,6 +5,7 @@
 
 pub mod attempts;
 pub mod http;
+pub mod mirror;
 pub mod retry;
 pub mod tcp;
 

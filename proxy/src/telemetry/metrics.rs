@@ -68,6 +68,15 @@ pub struct ClassLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorLabels {
+    pub route: String,
+    /// The mirror's cluster, `<namespace>/<name>:<port>[/<subset>]`.
+    pub cluster: String,
+    /// answered, failed, body-too-large, no-endpoints or too-many.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// config or identity.
     pub source: &'static str,
@@ -110,6 +119,8 @@ pub struct Metrics {
     pub retries: Family<RouteLabels, Counter>,
     /// Outbound answers on ServiceProfile routes, success or failure.
     pub classified: Family<ClassLabels, Counter>,
+    /// Copies of requests sent to mirrors, by outcome.
+    pub mirrored: Family<MirrorLabels, Counter>,
     pub tcp_opened: Family<DirectionLabels, Counter>,
     pub tcp_closed: Family<DirectionLabels, Counter>,
     pub tcp_connect_errors: Family<DirectionLabels, Counter>,
@@ -136,6 +147,7 @@ impl Default for Metrics {
             request_latency: Family::new_with_constructor(latency_histogram),
             retries: Family::default(),
             classified: Family::default(),
+            mirrored: Family::default(),
             tcp_opened: Family::default(),
             tcp_closed: Family::default(),
             tcp_connect_errors: Family::default(),
@@ -168,6 +180,11 @@ impl Default for Metrics {
             "response_classes",
             "Outbound answers on ServiceProfile routes, success or failure by the route's response classes",
             metrics.classified.clone(),
+        );
+        registry.register(
+            "mirrored",
+            "Requests copied to a route's mirror, by route, mirror cluster and outcome",
+            metrics.mirrored.clone(),
         );
         registry.register(
             "tcp_open",

@@ -280,6 +280,8 @@ pub struct AppLog {
     pub versions: std::sync::Mutex<Vec<http::Version>>,
     /// The length of each request's body, in order.
     pub bodies: std::sync::Mutex<Vec<usize>>,
+    /// Each request's Host (or :authority), in order.
+    pub hosts: std::sync::Mutex<Vec<String>>,
 }
 
 impl AppLog {
@@ -340,6 +342,16 @@ pub async fn http_app_on(ip: &str, name: &'static str) -> (SocketAddr, Arc<AppLo
                             .entry(path.clone())
                             .or_default() += 1;
                         log.versions.lock().expect("log").push(request.version());
+                        let authority = request
+                            .uri()
+                            .authority()
+                            .map(|a| a.to_string())
+                            .or_else(|| {
+                                let host = request.headers().get("host")?;
+                                Some(host.to_str().ok()?.to_owned())
+                            })
+                            .unwrap_or_default();
+                        log.hosts.lock().expect("log").push(authority.clone());
                         let (request, body) = request.into_parts();
                         let request = Request::from_parts(request, ());
                         let length = body
@@ -385,18 +397,6 @@ pub async fn http_app_on(ip: &str, name: &'static str) -> (SocketAddr, Arc<AppLo
                             p if p.ends_with("/flaky") => {}
                             "/slow" => tokio::time::sleep(Duration::from_secs(2)).await,
                             p if p == "/headers" || echo => {
-                                let authority = request
-                                    .uri()
-                                    .authority()
-                                    .map(|a| a.to_string())
-                                    .or_else(|| {
-                                        request
-                                            .headers()
-                                            .get("host")
-                                            .and_then(|h| h.to_str().ok())
-                                            .map(str::to_owned)
-                                    })
-                                    .unwrap_or_default();
                                 let target = request
                                     .uri()
                                     .path_and_query()

@@ -471,6 +471,39 @@ pub async fn send_to(
     send(client, proxy, method, path, &host(service), headers).await
 }
 
+/// A POST of `size` bytes streamed in 8 KiB chunks (no length given).
+pub async fn post_streamed(proxy: SocketAddr, path: &str, id: &str, size: usize) -> u16 {
+    use futures::StreamExt;
+    use http_body_util::StreamBody;
+    type Chunks = StreamBody<
+        futures::stream::BoxStream<
+            'static,
+            Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+        >,
+    >;
+    let client: hyper_util::client::legacy::Client<_, Chunks> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let chunks = (0..size.div_ceil(8192)).map(move |i| {
+        let n = 8192.min(size - i * 8192);
+        Ok(hyper::body::Frame::data(bytes::Bytes::from(vec![b'x'; n])))
+    });
+    let body = StreamBody::new(futures::stream::iter(chunks).boxed());
+    let request = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("http://{proxy}{path}"))
+        .header("host", host("web"))
+        .header("x-request-id", id)
+        .body(body)
+        .expect("a request");
+    client
+        .request(request)
+        .await
+        .expect("an answer")
+        .status()
+        .as_u16()
+}
+
 /// The host of Service `name` of [`NS`].
 pub fn host(name: &str) -> String {
     format!("{name}.{NS}.svc.cluster.local")

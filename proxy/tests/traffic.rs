@@ -1,0 +1,192 @@
+//! Traffic management beyond routes and splits, end to end on loopback:
+//! mirrors (and, as they land, CORS, TCP and TLS routes). Resources are
+//! compiled by the operator's compiler and enforced by real proxies; the
+//! capability list names these tests as the proof.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::world::{NS, World, host, post_streamed, send, service, workload};
+use support::{AppLog, count, http_client, metrics};
+
+const CLIENT: &[(&str, &str)] = &[("app", "client")];
+
+/// What `app` served of `path` once the copies on their way arrived: the
+/// count once it has not changed for 200 ms.
+async fn served(app: &AppLog, path: &str) -> u64 {
+    let mut last = app.served(path);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = app.served(path);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_copy_requests_without_the_caller_waiting() {
+    let resources = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http:
+    - name: all
+      match: [{uri: {prefix: /all}}]
+      route: [{destination: {host: web}}]
+      mirror: {host: shadow, subset: a}
+    - name: tenth
+      match: [{uri: {prefix: /tenth}}]
+      route: [{destination: {host: web}}]
+      mirror: {host: shadow, subset: a, port: {number: 80}}
+      mirrorPercentage: {value: 10}
+    - name: both
+      match: [{uri: {prefix: /both}}]
+      route: [{destination: {host: web}}]
+      mirrors:
+        - {destination: {host: shadow, subset: a, port: {number: 80}}}
+        - {destination: {host: other}, percentage: {value: 50}}
+    - route: [{destination: {host: web}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {name: shadow}
+spec:
+  host: shadow
+  subsets: [{name: a, labels: {version: a}}]
+"#;
+    let workloads = [
+        workload("web", "127.0.0.131", &[("app", "web")]),
+        workload(
+            "shadow",
+            "127.0.0.132",
+            &[("app", "shadow"), ("version", "a")],
+        ),
+        workload(
+            "shadow-b",
+            "127.0.0.134",
+            &[("app", "shadow"), ("version", "b")],
+        ),
+        workload("other", "127.0.0.133", &[("app", "other")]),
+    ];
+    let services = vec![
+        service("web", "127.0.10.131", &[("app", "web")]),
+        service("shadow", "127.0.10.132", &[("app", "shadow")]),
+        service("other", "127.0.10.133", &[("app", "other")]),
+    ];
+    let mut world = World::start("mirrors", &workloads, services, |_| resources.into()).await;
+    world.assert_enforced("VirtualService/demo/web");
+    let (proxy, state) = world.client(NS, CLIENT, "127.0.10.131:80").await;
+    let client = http_client(false);
+    let web = world.servers["web"].app.clone();
+    let shadow = world.servers["shadow"].app.clone();
+    let other = world.servers["other"].app.clone();
+    let shadow_b = world.servers["shadow-b"].app.clone();
+    let call = |path: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let client = client.clone();
+        async move {
+            let answer = send(&client, proxy, "GET", path, &host("web"), headers).await;
+            (answer.status, answer.body)
+        }
+    };
+
+    // Every request copied; the callers get the primary's answers only,
+    // the copies carry the host with `-shadow`.
+    for _ in 0..20 {
+        assert_eq!(call("/all", &[]).await, (200, "web".to_owned()));
+    }
+    // Subset a's endpoint gets them, not the other of shadow's.
+    assert_eq!(served(&shadow, "/all").await, 20);
+    assert_eq!(shadow_b.served("/all"), 0);
+    assert_eq!(web.served("/all"), 20);
+    let hosts = std::mem::take(&mut *shadow.hosts.lock().expect("log"));
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h == &format!("{}-shadow", host("web"))),
+        "{hosts:?}"
+    );
+    let mirrored = |route: &str, cluster: &str, outcome: &str| {
+        count(
+            &metrics(&state),
+            &format!(
+                r#"plexus_proxy_mirrored_total{{route="VirtualService/demo/web/{route}",cluster="{cluster}",outcome="{outcome}"}}"#
+            ),
+        )
+    };
+    assert_eq!(mirrored("all", "demo/shadow:80/a", "answered"), 20);
+
+    // mirrorPercentage 10 over 1,000 requests, and two mirrors at once.
+    for _ in 0..1000 {
+        assert_eq!(call("/tenth", &[]).await.0, 200);
+    }
+    let tenth = served(&shadow, "/tenth").await;
+    assert_eq!(shadow_b.served("/tenth"), 0);
+    eprintln!("mirrorPercentage 10 over 1,000 requests: {tenth} copies");
+    assert!((70..=130).contains(&tenth), "{tenth} of 1,000 mirrored");
+    for _ in 0..200 {
+        assert_eq!(call("/both", &[]).await.0, 200);
+    }
+    assert_eq!(served(&shadow, "/both").await, 200);
+    assert_eq!(shadow_b.served("/both"), 0);
+    let half = served(&other, "/both").await;
+    eprintln!("mirrors[] at 100 % and 50 % over 200 requests: 200 and {half} copies");
+    assert!(
+        (70..=130).contains(&half),
+        "{half} of 200 mirrored to other"
+    );
+
+    // A mirror answering in 2 s: the callers do not wait for it.
+    let slow: &[(&str, &str)] = &[("x-delay-shadow", "2000")];
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        assert_eq!(
+            call("/all/slow-mirror", slow).await,
+            (200, "web".to_owned())
+        );
+        slowest = slowest.max(started.elapsed());
+    }
+    eprintln!("slowest of 10 calls with a mirror answering in 2 s: {slowest:?}");
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+    assert_eq!(shadow.served("/all/slow-mirror"), 10, "copies sent at once");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(mirrored("all", "demo/shadow:80/a", "answered"), 30);
+
+    // Bodies: one of known length goes with the copy, a streamed one once
+    // it ended within 64 KiB; a larger one is not copied, and counted.
+    let take = |app: &AppLog| std::mem::take(&mut *app.bodies.lock().expect("log"));
+    take(&shadow);
+    take(&web);
+    let posted = {
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("http://{proxy}/all/known"))
+            .header("host", host("web"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+                b'x';
+                1024
+            ])))
+            .expect("a request");
+        client.request(request).await.expect("an answer").status()
+    };
+    assert_eq!(posted, 200);
+    assert_eq!(served(&shadow, "/all/known").await, 1);
+    assert_eq!(
+        post_streamed(proxy, "/all/streamed", "s", 32 * 1024).await,
+        200
+    );
+    assert_eq!(served(&shadow, "/all/streamed").await, 1);
+    assert_eq!(
+        post_streamed(proxy, "/all/large", "l", 1024 * 1024).await,
+        200
+    );
+    assert_eq!(served(&shadow, "/all/large").await, 0);
+    assert_eq!(take(&web), [1024, 32 * 1024, 1024 * 1024]);
+    assert_eq!(take(&shadow), [1024, 32 * 1024]);
+    assert_eq!(mirrored("all", "demo/shadow:80/a", "body-too-large"), 1);
+}
