@@ -45,6 +45,39 @@ pub struct HttpRoute {
     /// Header changes for every backend.
     #[serde(default, skip_serializing_if = "HeaderRules::is_empty")]
     pub headers: HeaderRules,
+    /// Cross-origin resource sharing, answered by the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+}
+
+/// A CORS policy (VirtualService `corsPolicy`, Envoy's CORS filter): the
+/// proxy answers preflights from allowed origins and adds the CORS headers
+/// to the answers of their requests.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Cors {
+    /// Origins allowed; `*` exactly allows any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<StringMatch>,
+    /// Access-Control-Allow-Methods of preflight answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    /// Access-Control-Allow-Headers of preflight answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// Access-Control-Expose-Headers of answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// Access-Control-Max-Age of preflight answers, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_s: Option<u64>,
+    /// Access-Control-Allow-Credentials: true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_credentials: bool,
+    /// Preflights from origins not allowed are answered (without CORS
+    /// headers) rather than forwarded to the app.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ignore_unmatched_preflights: bool,
 }
 
 /// Conditions on a request; all must hold.

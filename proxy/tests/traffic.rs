@@ -190,3 +190,172 @@ spec:
     assert_eq!(take(&shadow), [1024, 32 * 1024]);
     assert_eq!(mirrored("all", "demo/shadow:80/a", "body-too-large"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_preflights_and_marks_answers() {
+    let resources = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http:
+    - name: api
+      match: [{uri: {prefix: /api}}]
+      corsPolicy:
+        allowOrigins:
+          - {exact: "https://a.example"}
+          - {prefix: "https://b."}
+          - {regex: "https://[a-z]+[.]c[.]example"}
+        allowOrigin: ["https://old.example"]
+        allowMethods: [GET, POST]
+        allowHeaders: [x-custom, content-type]
+        exposeHeaders: [x-app]
+        maxAge: 24h
+        allowCredentials: true
+      route: [{destination: {host: web}}]
+    - name: strict
+      match: [{uri: {prefix: /strict}}]
+      corsPolicy:
+        allowOrigins: [{exact: "https://a.example"}]
+        unmatchedPreflights: IGNORE
+      route: [{destination: {host: web}}]
+    - route: [{destination: {host: web}}]
+"#;
+    let workloads = [workload("web", "127.0.0.141", &[("app", "web")])];
+    let services = vec![service("web", "127.0.10.141", &[("app", "web")])];
+    let mut world = World::start("cors", &workloads, services, |_| resources.into()).await;
+    world.assert_enforced("VirtualService/demo/web");
+    let (proxy, _) = world.client(NS, CLIENT, "127.0.10.141:80").await;
+    let client = http_client(false);
+    let app = world.servers["web"].app.clone();
+    let cors_headers = |answer: &support::world::Answer| -> Vec<(String, String)> {
+        answer
+            .headers
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("access-control-"))
+            .map(|(k, v)| (k.to_string(), v.to_str().expect("text").to_owned()))
+            .collect()
+    };
+    let preflight = |origin: &'static str| {
+        [
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "x-custom"),
+        ]
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+
+    // A preflight from an allowed origin: answered by the proxy.
+    let answer = send(
+        &client,
+        proxy,
+        "OPTIONS",
+        "/api/items",
+        &host("web"),
+        &preflight("https://a.example"),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        cors_headers(&answer),
+        pairs(&[
+            ("access-control-allow-origin", "https://a.example"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-methods", "GET,POST"),
+            ("access-control-allow-headers", "x-custom,content-type"),
+            ("access-control-max-age", "86400"),
+        ])
+    );
+    assert_eq!(
+        app.served("/api/items"),
+        0,
+        "the proxy answered the preflight"
+    );
+
+    // Requests from allowed origins (prefix, regex, the deprecated list):
+    // on to the app, their answers marked.
+    for origin in [
+        "https://b.example",
+        "https://x.c.example",
+        "https://old.example",
+    ] {
+        let answer = send(
+            &client,
+            proxy,
+            "GET",
+            "/api/items",
+            &host("web"),
+            &[("origin", origin)],
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "web"),
+            "{origin}"
+        );
+        assert_eq!(
+            cors_headers(&answer),
+            pairs(&[
+                ("access-control-allow-origin", origin),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-expose-headers", "x-app"),
+            ]),
+            "{origin}"
+        );
+    }
+    assert_eq!(app.served("/api/items"), 3);
+
+    // Another origin, or none: on to the app, nothing added.
+    for headers in [&[("origin", "https://x.c.example.evil")][..], &[]] {
+        let answer = send(&client, proxy, "GET", "/api/items", &host("web"), headers).await;
+        assert_eq!(answer.status, 200);
+        assert!(cors_headers(&answer).is_empty(), "{headers:?}");
+    }
+    assert_eq!(app.served("/api/items"), 5);
+
+    // An unmatched preflight goes to the app (FORWARD, the default), or is
+    // answered bare (IGNORE).
+    let answer = send(
+        &client,
+        proxy,
+        "OPTIONS",
+        "/api/items",
+        &host("web"),
+        &preflight("https://evil.example"),
+    )
+    .await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "web"));
+    assert!(cors_headers(&answer).is_empty());
+    assert_eq!(app.served("/api/items"), 6, "forwarded");
+    let answer = send(
+        &client,
+        proxy,
+        "OPTIONS",
+        "/strict",
+        &host("web"),
+        &preflight("https://evil.example"),
+    )
+    .await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, ""));
+    assert!(cors_headers(&answer).is_empty());
+    assert_eq!(app.served("/strict"), 0, "answered by the proxy");
+    let answer = send(
+        &client,
+        proxy,
+        "OPTIONS",
+        "/strict",
+        &host("web"),
+        &preflight("https://a.example"),
+    )
+    .await;
+    assert_eq!(
+        cors_headers(&answer),
+        pairs(&[("access-control-allow-origin", "https://a.example")])
+    );
+    assert_eq!(app.served("/strict"), 0);
+}

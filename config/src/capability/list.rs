@@ -4,8 +4,7 @@
 //! observe what the proxies do (`proxy/tests/`); `capability_tests_exist`
 //! fails when a test named here does not.
 //!
-//! Not here, so reported as not in force: VirtualService CORS,
-//! delegation, TCP and TLS routes, fault gRPC statuses; DestinationRule
+//! Not here, so reported as not in force: VirtualService delegation, TCP and TLS routes, fault gRPC statuses; DestinationRule
 //! connection pools' TCP idle timeouts and protocol upgrades, TLS,
 //! locality, ring sizes, PASSTHROUGH; ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile
 //! dstOverrides; PeerAuthentication DISABLE; RateLimitPolicy route
@@ -45,6 +44,7 @@ const HASH: &str = "proxy/tests/balance.rs::consistent_hash_keeps_a_key_on_one_e
 const RETRY_ON: &str = "proxy/tests/resilience.rs::every_retry_on_condition_retries";
 const OUTLIER_LOCAL: &str = "proxy/tests/resilience.rs::local_origin_failures_count_apart";
 const MIRRORS: &str = "proxy/tests/traffic.rs::mirrors_copy_requests_without_the_caller_waiting";
+const CORS: &str = "proxy/tests/traffic.rs::cors_answers_preflights_and_marks_answers";
 const MTLS: &str = "proxy/tests/inbound.rs::peer_authentication_modes_decide_plaintext";
 
 const VIRTUAL_SERVICE: &[Capability] = &[
@@ -114,6 +114,14 @@ const VIRTUAL_SERVICE: &[Capability] = &[
     on("http[].mirrors[].destination.subset", ANY, MIRRORS),
     on("http[].mirrors[].destination.port.number", ANY, MIRRORS),
     on("http[].mirrors[].percentage.value", ANY, MIRRORS),
+    on("http[].corsPolicy.allowOrigins[].*", ANY, CORS),
+    on("http[].corsPolicy.allowOrigin[]", ANY, CORS),
+    on("http[].corsPolicy.allowMethods[]", ANY, CORS),
+    on("http[].corsPolicy.allowHeaders[]", ANY, CORS),
+    on("http[].corsPolicy.exposeHeaders[]", ANY, CORS),
+    on("http[].corsPolicy.maxAge", ANY, CORS),
+    on("http[].corsPolicy.allowCredentials", ANY, CORS),
+    on("http[].corsPolicy.unmatchedPreflights", ANY, CORS),
 ];
 
 /// Load balancers the proxy runs (LEAST_CONN is Istio's old name of

@@ -12,16 +12,13 @@ fn names_the_root_of_what_no_capability_reaches() {
         "hosts": ["a"],
         "http": [{
             "match": [{"headers": {"x": {"exact": "1"}}, "statPrefix": "s"}],
-            "corsPolicy": {"allowOrigins": [{"exact": "o"}]},
+            "delegate": {"name": "o"},
             "route": [{"destination": {"host": "a", "subset": "v1"}}]
         }]
     });
     assert_eq!(
         report("VirtualService", spec),
-        [
-            "spec.http[0].corsPolicy",
-            "spec.http[0].match[0].statPrefix"
-        ]
+        ["spec.http[0].delegate", "spec.http[0].match[0].statPrefix"]
     );
 }
 

@@ -3,7 +3,9 @@
 
 use plexus_config as cfg;
 use plexus_crds::common::{HeaderOperations, StringMatch};
-use plexus_crds::virtual_service::{Destination, Headers, HttpMatchRequest, HttpRoute};
+use plexus_crds::virtual_service::{
+    CorsPolicy, Destination, Headers, HttpMatchRequest, HttpRoute, UnmatchedPreflights,
+};
 
 use super::check::Check;
 
@@ -360,5 +362,39 @@ pub fn http_route(
         fault,
         mirrors,
         headers: headers(&route.headers),
+        cors: route
+            .cors_policy
+            .as_ref()
+            .map(|c| cors(check, &format!("{path}.corsPolicy"), c)),
+    }
+}
+
+/// Converts a CORS policy; the deprecated `allowOrigin` are exact origins.
+fn cors(check: &mut Check, path: &str, policy: &CorsPolicy) -> cfg::Cors {
+    let mut allow_origins: Vec<cfg::StringMatch> = policy
+        .allow_origins
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| string_match(check, &format!("{path}.allowOrigins[{i}]"), m, false))
+        .collect();
+    allow_origins.extend(
+        policy
+            .allow_origin
+            .iter()
+            .map(|o| cfg::StringMatch::Exact(o.clone())),
+    );
+    cfg::Cors {
+        allow_origins,
+        allow_methods: policy.allow_methods.clone(),
+        allow_headers: policy.allow_headers.clone(),
+        expose_headers: policy.expose_headers.clone(),
+        max_age_s: policy
+            .max_age
+            .as_ref()
+            .and_then(|d| check.duration(format!("{path}.maxAge"), d))
+            .map(|ms| ms / 1000),
+        allow_credentials: policy.allow_credentials.unwrap_or(false),
+        ignore_unmatched_preflights: policy.unmatched_preflights
+            == Some(UnmatchedPreflights::Ignore),
     }
 }

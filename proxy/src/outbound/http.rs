@@ -24,6 +24,7 @@ use crate::client::Options;
 use crate::ctx::Ctx;
 use crate::detect::Detected;
 use crate::http::{Body, authority, full, incoming, local, strip_hop_by_hop};
+use crate::routing::cors::{CorsHeaders, Verdict};
 use crate::routing::filters::{apply_header_ops, rewrite, short_circuit};
 use crate::routing::profile::failure;
 use crate::routing::{Destination, RequestInfo, Route, Source, fault};
@@ -75,6 +76,8 @@ struct Labels {
     dst_identity: String,
     /// A ServiceProfile route's failure classes, when one applies.
     failures: Option<Vec<(u16, u16)>>,
+    /// The CORS headers the answer gets.
+    cors: CorsHeaders,
 }
 
 impl Call<'_> {
@@ -86,8 +89,12 @@ impl Call<'_> {
             dst_service: String::new(),
             dst_identity: String::new(),
             failures: None,
+            cors: CorsHeaders::new(),
         };
-        let response = self.route(request, &mut labels).await;
+        let mut response = self.route(request, &mut labels).await;
+        for (name, value) in labels.cors.drain(..) {
+            response.headers_mut().insert(name, value);
+        }
         // Requests a ServiceProfile route took are classified by its
         // response classes (the others' status says it all).
         if let Some(failures) = &labels.failures {
@@ -172,6 +179,18 @@ impl Call<'_> {
         }
         if let Some(route) = route {
             labels.route = route.spec.name.clone();
+            match route
+                .cors
+                .as_ref()
+                .map(|c| c.verdict(&parts.method, &parts.headers))
+            {
+                None | Some(Verdict::Pass) => {}
+                Some(Verdict::Allowed(headers)) => labels.cors = headers,
+                Some(Verdict::Preflight(headers)) => {
+                    labels.cors = headers;
+                    return Response::new(full(""));
+                }
+            }
             if let Some(response) = short_circuit(route, &parts, &host) {
                 return response;
             }

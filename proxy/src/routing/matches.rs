@@ -17,7 +17,7 @@ pub struct TableError {
 
 /// A compiled string condition.
 #[derive(Debug)]
-enum Matcher {
+pub(super) enum Matcher {
     Exact(String),
     Prefix(String),
     Regex(Regex),
@@ -25,7 +25,7 @@ enum Matcher {
 }
 
 impl Matcher {
-    fn compile(m: &StringMatch, route: &str) -> Result<Self, TableError> {
+    pub(super) fn compile(m: &StringMatch, route: &str) -> Result<Self, TableError> {
         Ok(match m {
             StringMatch::Exact(s) => Self::Exact(s.clone()),
             StringMatch::Prefix(s) => Self::Prefix(s.clone()),
@@ -42,7 +42,7 @@ impl Matcher {
         })
     }
 
-    fn matches(&self, value: &str) -> bool {
+    pub(super) fn matches(&self, value: &str) -> bool {
         match self {
             Self::Exact(s) => value == s,
             Self::Prefix(s) => value.starts_with(s.as_str()),

@@ -9,6 +9,7 @@
 //! what the route's filters and faults do (`filters`, `fault`), and which
 //! cluster a backend names.
 
+pub mod cors;
 pub mod fault;
 pub mod filters;
 pub mod matches;

@@ -4,6 +4,7 @@
 use plexus_config::{Backend, HttpRoute, StringMatch};
 use regex::Regex;
 
+use super::cors::CorsPolicy;
 use super::matches::{Match, RequestInfo, Source, TableError};
 
 /// A compiled route: the configuration's route and its matches.
@@ -16,6 +17,7 @@ pub struct Route {
     /// The rewrite's path regex, compiled (unanchored, as written), and its
     /// replacement in the regex crate's syntax.
     pub rewrite_regex: Option<(Regex, String)>,
+    pub cors: Option<CorsPolicy>,
 }
 
 impl Route {
@@ -42,11 +44,17 @@ impl Route {
             .and_then(|(pattern, replacement)| {
                 Some((Regex::new(pattern).ok()?, replacement_syntax(replacement)))
             });
+        let cors = spec
+            .cors
+            .as_ref()
+            .map(|c| CorsPolicy::compile(c, &spec.name))
+            .transpose()?;
         Ok(Self {
             spec: spec.clone(),
             matches,
             cumulative,
             rewrite_regex,
+            cors,
         })
     }
 
