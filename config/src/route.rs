@@ -391,15 +391,39 @@ impl HeaderOps {
     }
 }
 
-/// A TCP route.
+/// A route for opaque TCP or TLS connections (VirtualService `tcp` and
+/// `tls`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TcpRoute {
     /// Its origin.
     pub name: Origin,
-    /// Destination port it applies to; all ports when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
+    /// Any of these selects the route; none selects every connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<L4Match>,
     /// Weighted backends.
     pub backends: Vec<Backend>,
+}
+
+/// Conditions on a connection; all must hold.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct L4Match {
+    /// Destination port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The destination address is in one of these blocks (CIDRs or
+    /// addresses, checked by the operator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_subnets: Vec<String>,
+    /// Labels the calling workload must carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_labels: BTreeMap<String, String>,
+    /// Namespace of the calling workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_namespace: Option<String>,
+    /// TLS routes: the ClientHello's server name is one of these (`*.` a
+    /// wildcard for any name under the domain).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni_hosts: Vec<String>,
 }

@@ -47,6 +47,9 @@ pub struct Service {
     /// TCP routes in order; the first match wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tcp: Vec<TcpRoute>,
+    /// TLS routes (by SNI) in order; the first match wins, before `tcp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<TcpRoute>,
     /// Traffic policy for all endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<TrafficPolicy>,

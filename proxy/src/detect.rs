@@ -154,6 +154,16 @@ pub fn opening(bytes: &[u8]) -> Opening {
     }
 }
 
+/// The server name (SNI) a TLS ClientHello asks for, lowercase; none when
+/// `bytes` do not hold a whole ClientHello with one.
+pub fn server_name(bytes: &[u8]) -> Option<String> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    acceptor.read_tls(&mut &bytes[..]).ok()?;
+    let accepted = acceptor.accept().ok()??;
+    let name = accepted.client_hello().server_name()?.to_ascii_lowercase();
+    Some(name)
+}
+
 /// Peeks (without consuming) at what the client sends first: for a TLS
 /// record, until the whole record (the ClientHello) is there, within
 /// [`DETECT_TIMEOUT`].

@@ -359,3 +359,136 @@ spec:
     );
     assert_eq!(app.served("/strict"), 0);
 }
+
+/// A Service of [`NS`] whose port 80 is declared `name-…` (tcp, tls).
+fn opaque_service(name: &str, kind: &str, ip: &str, app: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"clusterIP": ip, "selector": {"app": app},
+                 "ports": [{"name": format!("{kind}-port"), "port": 80, "targetPort": "http", "protocol": "TCP"}]}
+    })
+}
+
+/// The first flight of a TLS client asking for `name`.
+fn client_hello(name: &str) -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(name.to_owned()).expect("a name");
+    let mut client =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a client");
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).expect("a ClientHello");
+    hello
+}
+
+/// Opaque connections a server proxy accepted.
+fn accepted(world: &World, server: &str) -> u64 {
+    count(
+        &metrics(&world.servers[server].state),
+        r#"plexus_proxy_tcp_open_total{direction="inbound"}"#,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_and_tls_routes_pick_backends() {
+    let resources = r#"
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: db}
+spec:
+  hosts: [db]
+  tcp:
+    - match: [{port: 80, sourceLabels: {app: client}, sourceNamespace: demo, destinationSubnets: [127.0.10.0/24]}]
+      route:
+        - {destination: {host: a}, weight: 80}
+        - {destination: {host: b}, weight: 20}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: narrow}
+spec:
+  hosts: [narrow]
+  tcp:
+    - match: [{sourceLabels: {app: someone-else}}, {destinationSubnets: [10.0.0.0/8]}, {port: 81}]
+      route: [{destination: {host: b}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure]
+  tls:
+    - match: [{sniHosts: [a.secure.example], port: 80}]
+      route: [{destination: {host: a}}]
+    - match: [{sniHosts: ["*.b.example"]}]
+      route: [{destination: {host: b}}]
+  tcp:
+    - route: [{destination: {host: c}}]
+"#;
+    let workloads = [
+        workload("a", "127.0.0.151", &[("app", "a")]),
+        workload("b", "127.0.0.152", &[("app", "b")]),
+        workload("c", "127.0.0.153", &[("app", "c")]),
+    ];
+    let services = vec![
+        opaque_service("db", "tcp", "127.0.10.150", "c"),
+        opaque_service("narrow", "tcp", "127.0.10.154", "c"),
+        opaque_service("secure", "tls", "127.0.10.155", "c"),
+        opaque_service("a", "tcp", "127.0.10.151", "a"),
+        opaque_service("b", "tcp", "127.0.10.152", "b"),
+        opaque_service("c", "tcp", "127.0.10.153", "c"),
+    ];
+    let mut world = World::start("l4-routes", &workloads, services, |_| resources.into()).await;
+    for name in ["db", "narrow", "secure"] {
+        world.assert_enforced(&format!("VirtualService/demo/{name}"));
+    }
+    let (db, _) = world.client(NS, CLIENT, "127.0.10.150:80").await;
+    let request = b"GET / HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n";
+    let who = |answer: Vec<u8>| {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.rsplit("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // 80/20 over 500 connections.
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..500 {
+        *seen
+            .entry(who(support::converse(db, request).await))
+            .or_default() += 1;
+    }
+    eprintln!("an 80/20 TCP route over 500 connections: {seen:?}");
+    let a = seen.get("a").copied().unwrap_or(0);
+    let b = seen.get("b").copied().unwrap_or(0);
+    assert_eq!(a + b, 500, "{seen:?}");
+    assert!((375..=425).contains(&a), "{a} of 500 to a");
+
+    // No match of narrow's holds (labels, subnet, port): the service's own.
+    let (narrow, _) = world.client(NS, CLIENT, "127.0.10.154:80").await;
+    assert_eq!(who(support::converse(narrow, request).await), "c");
+
+    // TLS by SNI: two names to two services, anything else to the TCP
+    // route. The apps speak no TLS: which one each connection reached is
+    // counted by its server proxy.
+    let (secure, _) = world.client(NS, CLIENT, "127.0.10.155:80").await;
+    let before = ["a", "b", "c"].map(|s| accepted(&world, s));
+    for (name, n) in [
+        ("a.secure.example", 3),
+        ("x.b.example", 2),
+        ("other.example", 1),
+    ] {
+        for _ in 0..n {
+            support::converse(secure, &client_hello(name)).await;
+        }
+    }
+    let after = ["a", "b", "c"].map(|s| accepted(&world, s));
+    let got: Vec<u64> = after.iter().zip(before).map(|(x, y)| x - y).collect();
+    assert_eq!(got, [3, 2, 1], "connections to a, b and c by SNI");
+}

@@ -45,6 +45,7 @@ const RETRY_ON: &str = "proxy/tests/resilience.rs::every_retry_on_condition_retr
 const OUTLIER_LOCAL: &str = "proxy/tests/resilience.rs::local_origin_failures_count_apart";
 const MIRRORS: &str = "proxy/tests/traffic.rs::mirrors_copy_requests_without_the_caller_waiting";
 const CORS: &str = "proxy/tests/traffic.rs::cors_answers_preflights_and_marks_answers";
+const L4_ROUTES: &str = "proxy/tests/traffic.rs::tcp_and_tls_routes_pick_backends";
 const MTLS: &str = "proxy/tests/inbound.rs::peer_authentication_modes_decide_plaintext";
 
 const VIRTUAL_SERVICE: &[Capability] = &[
@@ -122,6 +123,23 @@ const VIRTUAL_SERVICE: &[Capability] = &[
     on("http[].corsPolicy.maxAge", ANY, CORS),
     on("http[].corsPolicy.allowCredentials", ANY, CORS),
     on("http[].corsPolicy.unmatchedPreflights", ANY, CORS),
+    on("tcp[].match[].port", ANY, L4_ROUTES),
+    on("tcp[].match[].destinationSubnets[]", ANY, L4_ROUTES),
+    on("tcp[].match[].sourceLabels.*", ANY, L4_ROUTES),
+    on("tcp[].match[].sourceNamespace", ANY, L4_ROUTES),
+    on("tcp[].route[].destination.host", ANY, L4_ROUTES),
+    on("tcp[].route[].destination.subset", ANY, L4_ROUTES),
+    on("tcp[].route[].destination.port.number", ANY, L4_ROUTES),
+    on("tcp[].route[].weight", ANY, L4_ROUTES),
+    on("tls[].match[].sniHosts[]", ANY, L4_ROUTES),
+    on("tls[].match[].port", ANY, L4_ROUTES),
+    on("tls[].match[].destinationSubnets[]", ANY, L4_ROUTES),
+    on("tls[].match[].sourceLabels.*", ANY, L4_ROUTES),
+    on("tls[].match[].sourceNamespace", ANY, L4_ROUTES),
+    on("tls[].route[].destination.host", ANY, L4_ROUTES),
+    on("tls[].route[].destination.subset", ANY, L4_ROUTES),
+    on("tls[].route[].destination.port.number", ANY, L4_ROUTES),
+    on("tls[].route[].weight", ANY, L4_ROUTES),
 ];
 
 /// Load balancers the proxy runs (LEAST_CONN is Istio's old name of

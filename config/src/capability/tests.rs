@@ -56,8 +56,8 @@ fn an_empty_list_item_is_a_setting() {
     let allow_all = unenforced("AuthorizationPolicy", &spec);
     assert!(allow_all.unenforced.is_empty() && allow_all.enforced_any);
     // Where it reads none, an empty item is a setting not in force.
-    let tcp = json!({"hosts": ["web"], "tcp": [{}]});
-    assert_eq!(report("VirtualService", tcp), ["spec.tcp"]);
+    let tracing = json!({"tracing": [{}]});
+    assert_eq!(report("Telemetry", tracing), ["spec.tracing"]);
     let allow_nothing = unenforced(
         "AuthorizationPolicy",
         &json!({"selector": {"matchLabels": {"app": "a"}}}),

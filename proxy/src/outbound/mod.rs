@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::ctx::Ctx;
-use crate::detect::{DETECT_TIMEOUT, Detected, Prefixed, detect};
+use crate::detect::{DETECT_TIMEOUT, Detected, Prefixed, detect, peek_opening, server_name};
 use crate::original_dst::target;
 use crate::routing::Destination;
 use crate::telemetry::Direction;
@@ -38,7 +38,19 @@ pub async fn connection(
     // within DETECT_TIMEOUT (a server-first protocol says nothing). On a
     // port declared HTTP the first bytes are waited for as long as they
     // take: a client may open a connection well before its first request.
-    let detection = ctx.state.snapshot().and_then(|snapshot| {
+    let snapshot = ctx.state.snapshot();
+    // A service with TLS routes: its ClientHello (peeked, within
+    // DETECT_TIMEOUT) names the server.
+    let sni = match &snapshot {
+        Some(snapshot) => match snapshot.table.destination(original) {
+            Destination::Service { service, .. } if snapshot.table.routes_tls(service) => {
+                server_name(&peek_opening(&client).await?)
+            }
+            _ => None,
+        },
+        None => None,
+    };
+    let detection = snapshot.and_then(|snapshot| {
         let table = &snapshot.table;
         match table.destination(original) {
             Destination::Service { service, port } => match table.protocol(service, port) {
@@ -56,7 +68,7 @@ pub async fn connection(
     };
     let client = Prefixed::new(opening, client);
     if protocol == Detected::Opaque {
-        return tcp::forward(ctx, client, original).await;
+        return tcp::forward(ctx, client, original, sni.as_deref()).await;
     }
     http::serve(ctx.clone(), client, protocol, original, source, stop).await
 }

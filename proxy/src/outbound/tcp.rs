@@ -3,13 +3,15 @@
 //! endpoint is reached over mTLS, an unmeshed one as addressed. Anything
 //! else passes through, or is refused under the REGISTRY_ONLY policy.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::balance::InFlight;
 use crate::ctx::Ctx;
-use crate::routing::Destination;
+use crate::routing::l4::Connection;
+use crate::routing::{Destination, Source};
 use crate::state::Snapshot;
 use crate::telemetry::Direction;
 use crate::tls::ALPN_TCP;
@@ -25,28 +27,66 @@ pub enum Plan {
     /// Not at all: an unknown destination under the Mesh's REGISTRY_ONLY
     /// outbound policy.
     Refuse,
+    /// Not at all: the route's backend has no endpoint.
+    NoEndpoints,
 }
 
-/// The plan for a connection to `original` (`random` draws below its
-/// argument), and the endpoint's in-flight count while it is open.
+/// An opaque connection the app opened.
+pub struct Opened<'a> {
+    /// Where it was going.
+    pub original: SocketAddr,
+    /// The server name of its ClientHello, when it is read.
+    pub sni: Option<&'a str>,
+    /// The pod's labels (routes may match on them).
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// The plan for a connection (`random` draws below its argument), and the
+/// endpoint's in-flight count while it is open. A service address takes
+/// the first TLS or TCP route that matches, and a backend by weight; without
+/// one, the service's own endpoints.
 pub fn plan(
     snapshot: &Snapshot,
-    original: SocketAddr,
-    random: impl FnMut(usize) -> usize,
+    opened: &Opened<'_>,
+    mut random: impl FnMut(usize) -> usize,
 ) -> (Plan, Option<InFlight>) {
-    let (target, in_flight) = match snapshot.table.destination(original) {
+    let original = opened.original;
+    let table = &snapshot.table;
+    let (target, in_flight, routed) = match table.destination(original) {
         Destination::Service { service, port } => {
-            let picked = snapshot
-                .table
-                .service_cluster(service, port)
+            let source = Source {
+                labels: opened.labels,
+                namespace: &table.config.namespace,
+            };
+            let connection = Connection {
+                ip: original.ip(),
+                port,
+                sni: opened.sni,
+            };
+            let route = table.l4_route(service, &connection, &source);
+            let cluster = match route {
+                Some(route) => {
+                    let Some(backend) = route.backend(|n| random(n as usize) as u32) else {
+                        return (Plan::NoEndpoints, None);
+                    };
+                    table.cluster(backend, port)
+                }
+                None => table.service_cluster(service, port),
+            };
+            let picked = cluster
                 .and_then(|i| snapshot.cluster(i))
                 .and_then(|c| c.pick(random, None, &[]).cloned());
             match picked {
-                Some(endpoint) => (endpoint.spec.clone(), Some(endpoint.start())),
+                Some(endpoint) => (
+                    endpoint.spec.clone(),
+                    Some(endpoint.start()),
+                    route.is_some(),
+                ),
+                None if route.is_some() => return (Plan::NoEndpoints, None),
                 None => return (Plan::Plain(original), None),
             }
         }
-        Destination::Pod(target) => (target, None),
+        Destination::Pod(target) => (target, None, false),
         Destination::Passthrough => return (Plan::Plain(original), None),
         Destination::Refuse => return (Plan::Refuse, None),
     };
@@ -58,18 +98,31 @@ pub fn plan(
             },
             in_flight,
         ),
+        // A routed connection goes to the endpoint its backend picked; an
+        // unrouted one as addressed.
+        None if routed => (Plan::Plain(target.addr), in_flight),
         None => (Plan::Plain(original), in_flight),
     }
 }
 
 /// Carries `client`'s stream to `original` by its plan.
-pub async fn forward<S>(ctx: &Ctx, client: S, original: SocketAddr) -> std::io::Result<()>
+pub async fn forward<S>(
+    ctx: &Ctx,
+    client: S,
+    original: SocketAddr,
+    sni: Option<&str>,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let metrics = ctx.metrics();
+    let opened = Opened {
+        original,
+        sni,
+        labels: ctx.labels(),
+    };
     let (plan, _in_flight) = match ctx.state.snapshot() {
-        Some(snapshot) => plan(&snapshot, original, |n| fastrand::usize(..n)),
+        Some(snapshot) => plan(&snapshot, &opened, |n| fastrand::usize(..n)),
         None => (Plan::Plain(original), None),
     };
     match plan {
@@ -77,6 +130,12 @@ where
             transport::refused(metrics, Direction::Outbound, "registry-only");
             Err(std::io::Error::other(format!(
                 "{original} is not a known destination and the outbound policy is REGISTRY_ONLY"
+            )))
+        }
+        Plan::NoEndpoints => {
+            transport::refused(metrics, Direction::Outbound, "no-endpoints");
+            Err(std::io::Error::other(format!(
+                "the route of {original} leads to no endpoint"
             )))
         }
         Plan::Plain(addr) => {

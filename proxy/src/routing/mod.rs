@@ -12,6 +12,7 @@
 pub mod cors;
 pub mod fault;
 pub mod filters;
+pub mod l4;
 pub mod matches;
 pub mod profile;
 pub mod route;
@@ -89,6 +90,8 @@ pub struct Table {
     by_host: HashMap<String, usize>,
     by_pod: HashMap<IpAddr, Option<String>>,
     routes: Vec<Vec<Route>>,
+    /// Each service's TLS and TCP routes.
+    l4: Vec<(Vec<l4::L4Route>, Vec<l4::L4Route>)>,
     profiles: Vec<Option<profile::CompiledProfile>>,
     clusters: Vec<ClusterSpec>,
     cluster_index: HashMap<(usize, u16, Option<String>), usize>,
@@ -102,6 +105,7 @@ impl Table {
             by_host: HashMap::new(),
             by_pod: HashMap::new(),
             routes: Vec::with_capacity(config.services.len()),
+            l4: Vec::with_capacity(config.services.len()),
             profiles: Vec::with_capacity(config.services.len()),
             clusters: Vec::new(),
             cluster_index: HashMap::new(),
@@ -124,6 +128,10 @@ impl Table {
                     .map(Route::compile)
                     .collect::<Result<_, _>>()?,
             );
+            let l4 = |routes: &[plexus_config::TcpRoute]| {
+                routes.iter().map(l4::L4Route::compile).collect::<Vec<_>>()
+            };
+            table.l4.push((l4(&service.tls), l4(&service.tcp)));
             table.profiles.push(
                 service
                     .profile
@@ -199,6 +207,26 @@ impl Table {
             .get(service)?
             .iter()
             .find(|r| r.matches(request, source))
+    }
+
+    /// Whether a service has TLS routes (its connections' SNI is read).
+    pub fn routes_tls(&self, service: usize) -> bool {
+        self.l4.get(service).is_some_and(|(tls, _)| !tls.is_empty())
+    }
+
+    /// The route an opaque connection to a service takes: the first TLS
+    /// route that matches (with an SNI), else the first TCP route.
+    pub fn l4_route(
+        &self,
+        service: usize,
+        connection: &l4::Connection<'_>,
+        source: &Source<'_>,
+    ) -> Option<&l4::L4Route> {
+        let (tls, tcp) = self.l4.get(service)?;
+        let tls = connection
+            .sni
+            .and_then(|_| tls.iter().find(|r| r.matches(connection, source)));
+        tls.or_else(|| tcp.iter().find(|r| r.matches(connection, source)))
     }
 
     /// The ServiceProfile route a request to a service takes, if any.

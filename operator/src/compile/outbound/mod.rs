@@ -102,6 +102,7 @@ struct RouteSet {
     key: Key,
     visibility: Visibility,
     http: Vec<cfg::HttpRoute>,
+    tls: Vec<cfg::TcpRoute>,
     tcp: Vec<cfg::TcpRoute>,
 }
 
@@ -157,6 +158,7 @@ impl Outbound {
                     .filter(|s| s.visibility.includes(namespace))
                 {
                     service.http.extend(set.http.iter().cloned());
+                    service.tls.extend(set.tls.iter().cloned());
                     service.tcp.extend(set.tcp.iter().cloned());
                 }
                 service

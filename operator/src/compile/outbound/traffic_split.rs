@@ -40,6 +40,7 @@ pub(super) fn compile(state: &mut State<'_>, dests: &mut Dests) {
                 key: key.clone(),
                 visibility: Visibility::All,
                 http: vec![route.clone()],
+                tls: Vec::new(),
                 tcp: Vec::new(),
             });
         }

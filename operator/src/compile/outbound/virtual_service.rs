@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use plexus_config as cfg;
-use plexus_crds::virtual_service::VirtualServiceSpec;
+use plexus_crds::virtual_service::{L4MatchAttributes, RouteDestination, VirtualServiceSpec};
 
 use super::super::check::Check;
 use super::super::routes::{self, Destinations};
@@ -30,7 +30,7 @@ pub(super) fn compile(state: &mut State<'_>, dests: &mut Dests, gateways: &mut [
             dests,
             namespace: &key.namespace,
         };
-        let (http, tcp) = convert(spec, &key.origin(), &resolver, &mut check);
+        let Routes { http, tls, tcp } = convert(spec, &key.origin(), &resolver, &mut check);
         if !state.judge(&key, vs.metadata.generation, check.finish(key.kind, spec)) {
             continue;
         }
@@ -40,6 +40,7 @@ pub(super) fn compile(state: &mut State<'_>, dests: &mut Dests, gateways: &mut [
                 key: key.clone(),
                 visibility: visibility.clone(),
                 http: http.clone(),
+                tls: tls.clone(),
                 tcp: tcp.clone(),
             });
         }
@@ -123,13 +124,14 @@ fn targets(
     targets
 }
 
-/// The routes of a VirtualService whose origin is `origin`.
+/// The routes of a VirtualService whose origin is `origin`: HTTP, TLS and
+/// TCP.
 fn convert(
     spec: &VirtualServiceSpec,
     origin: &str,
     resolver: &dyn Destinations,
     check: &mut Check,
-) -> (Vec<cfg::HttpRoute>, Vec<cfg::TcpRoute>) {
+) -> Routes {
     let http = spec
         .http
         .iter()
@@ -144,36 +146,92 @@ fn convert(
             )
         })
         .collect();
-    let mut tcp = Vec::new();
-    for (i, r) in spec.tcp.iter().enumerate() {
-        let path = format!("spec.tcp[{i}]");
-        let destinations: Vec<_> = r
-            .route
-            .iter()
-            .map(|d| (&d.destination, d.weight, cfg::HeaderRules::default()))
-            .collect();
-        let backends = routes::backends(check, &format!("{path}.route"), &destinations, resolver);
-        let ports: Vec<Option<u16>> = if r.matches.is_empty() {
-            vec![None]
-        } else {
-            r.matches
+    let tls = spec
+        .tls
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let path = format!("spec.tls[{i}]");
+            let matches = r
+                .matches
                 .iter()
                 .enumerate()
                 .map(|(j, m)| {
-                    m.port
-                        .map(|p| check.port(format!("{path}.match[{j}].port"), p))
+                    let path = format!("{path}.match[{j}]");
+                    if m.sni_hosts.is_empty() {
+                        check.invalid(format!("{path}.sniHosts"), "a TLS match needs sniHosts");
+                    }
+                    cfg::L4Match {
+                        sni_hosts: m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                        ..l4_match(check, &path, &m.connection)
+                    }
                 })
-                .collect()
-        };
-        for port in ports {
-            tcp.push(cfg::TcpRoute {
-                name: origin.to_owned(),
-                port,
-                backends: backends.clone(),
-            });
+                .collect();
+            if r.matches.is_empty() {
+                check.invalid(format!("{path}.match"), "a TLS route needs a match");
+            }
+            l4_route(check, &path, origin, matches, &r.route, resolver)
+        })
+        .collect();
+    let tcp = spec
+        .tcp
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let path = format!("spec.tcp[{i}]");
+            let matches = r
+                .matches
+                .iter()
+                .enumerate()
+                .map(|(j, m)| l4_match(check, &format!("{path}.match[{j}]"), m))
+                .collect();
+            l4_route(check, &path, origin, matches, &r.route, resolver)
+        })
+        .collect();
+    Routes { http, tls, tcp }
+}
+
+/// A VirtualService's routes of each kind.
+#[derive(Clone)]
+struct Routes {
+    http: Vec<cfg::HttpRoute>,
+    tls: Vec<cfg::TcpRoute>,
+    tcp: Vec<cfg::TcpRoute>,
+}
+
+fn l4_route(
+    check: &mut Check,
+    path: &str,
+    origin: &str,
+    matches: Vec<cfg::L4Match>,
+    route: &[RouteDestination],
+    resolver: &dyn Destinations,
+) -> cfg::TcpRoute {
+    let destinations: Vec<_> = route
+        .iter()
+        .map(|d| (&d.destination, d.weight, cfg::HeaderRules::default()))
+        .collect();
+    cfg::TcpRoute {
+        name: origin.to_owned(),
+        matches,
+        backends: routes::backends(check, &format!("{path}.route"), &destinations, resolver),
+    }
+}
+
+/// Conditions on a connection; subnets must be addresses or CIDRs.
+fn l4_match(check: &mut Check, path: &str, m: &L4MatchAttributes) -> cfg::L4Match {
+    for (i, subnet) in m.destination_subnets.iter().enumerate() {
+        if let Err(error) = cfg::Cidr::parse(subnet) {
+            check.invalid(format!("{path}.destinationSubnets[{i}]"), error);
         }
     }
-    (http, tcp)
+    cfg::L4Match {
+        port: m.port.map(|p| check.port(format!("{path}.port"), p)),
+        destination_subnets: m.destination_subnets.clone(),
+        source_labels: m.source_labels.clone(),
+        source_namespace: m.source_namespace.clone(),
+        sni_hosts: Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +264,8 @@ mod tests {
         }))
         .expect("spec");
         let mut check = Check::default();
-        let (http, tcp) = convert(&spec, "VirtualService/demo/reviews", &Anything, &mut check);
+        let Routes { http, tcp, .. } =
+            convert(&spec, "VirtualService/demo/reviews", &Anything, &mut check);
         assert!(check.ok());
         assert_eq!(http[0].name, "VirtualService/demo/reviews/jason");
         assert_eq!(
@@ -224,7 +283,7 @@ mod tests {
                 cfg::RetryOn::Status(409)
             ])
         );
-        assert_eq!(tcp[0].port, Some(27017));
+        assert_eq!(tcp[0].matches[0].port, Some(27017));
     }
 
     #[test]
@@ -238,7 +297,7 @@ mod tests {
         }))
         .expect("spec");
         let mut check = Check::default();
-        let (http, _) = convert(&spec, "VirtualService/demo/web", &Anything, &mut check);
+        let Routes { http, .. } = convert(&spec, "VirtualService/demo/web", &Anything, &mut check);
         assert!(check.ok());
         assert!(http.iter().all(|r| r.backends.is_empty()));
         assert_eq!(

@@ -24,7 +24,15 @@ fn snapshot(config: ProxyConfig) -> Snapshot {
 fn plans() {
     let snapshot_ = snapshot(config());
     let to = |s: &str| s.parse::<SocketAddr>().expect("address");
-    let plan = |snapshot: &Snapshot, addr: &str, draw: usize| plan(snapshot, to(addr), |_| draw).0;
+    let labels = Default::default();
+    let plan = |snapshot: &Snapshot, addr: &str, draw: usize| {
+        let opened = Opened {
+            original: to(addr),
+            sni: None,
+            labels: &labels,
+        };
+        plan(snapshot, &opened, |_| draw).0
+    };
     let mesh = Plan::Mesh {
         addr: to("198.18.0.7:8080"),
         identity: "spiffe://cluster.local/ns/demo/sa/web".into(),
@@ -66,7 +74,13 @@ fn plans() {
 fn an_open_connection_counts_as_in_flight() {
     let snapshot = snapshot(config());
     let to = |s: &str| s.parse::<SocketAddr>().expect("address");
-    let (_, guard) = plan(&snapshot, to("198.19.0.10:80"), |_| 0);
+    let labels = Default::default();
+    let opened = Opened {
+        original: to("198.19.0.10:80"),
+        sni: None,
+        labels: &labels,
+    };
+    let (_, guard) = plan(&snapshot, &opened, |_| 0);
     let cluster = snapshot
         .cluster(snapshot.table.service_cluster(0, 80).expect("web:80"))
         .expect("cluster");
