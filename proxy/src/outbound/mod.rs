@@ -43,7 +43,7 @@ pub async fn connection(
     // DETECT_TIMEOUT) names the server.
     let sni = match &snapshot {
         Some(snapshot) => match snapshot.table.destination(original) {
-            Destination::Service { service, .. } if snapshot.table.routes_tls(service) => {
+            Destination::Service { service, port } if snapshot.table.routes_tls(service, port) => {
                 server_name(&peek_opening(&client).await?)
             }
             _ => None,

@@ -100,6 +100,15 @@ impl L4Route {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(connection, source))
     }
 
+    /// Whether a connection to `port` may take this route.
+    pub fn may_match_port(&self, port: u16) -> bool {
+        self.matches.is_empty()
+            || self
+                .matches
+                .iter()
+                .any(|m| m.port.is_none_or(|p| p == port))
+    }
+
     /// The backend for `random` (a draw below its argument).
     pub fn backend(&self, random: impl FnOnce(u32) -> u32) -> Option<&Backend> {
         let total = self.cumulative.last().copied().unwrap_or(0);

@@ -209,9 +209,12 @@ impl Table {
             .find(|r| r.matches(request, source))
     }
 
-    /// Whether a service has TLS routes (its connections' SNI is read).
-    pub fn routes_tls(&self, service: usize) -> bool {
-        self.l4.get(service).is_some_and(|(tls, _)| !tls.is_empty())
+    /// Whether a service has TLS routes for `port` (its connections' SNI
+    /// is read there).
+    pub fn routes_tls(&self, service: usize, port: u16) -> bool {
+        self.l4
+            .get(service)
+            .is_some_and(|(tls, _)| tls.iter().any(|r| r.may_match_port(port)))
     }
 
     /// The route an opaque connection to a service takes: the first TLS
