@@ -281,6 +281,14 @@ pub struct Calls {
     /// The slowest call by status, milliseconds.
     #[serde(default)]
     pub slowest_ms: BTreeMap<String, u64>,
+    /// The fastest call by status, milliseconds.
+    #[serde(default)]
+    pub fastest_ms: BTreeMap<String, u64>,
+    /// Percentiles of the answered calls' durations, milliseconds.
+    #[serde(default)]
+    pub p50_ms: f64,
+    #[serde(default)]
+    pub p99_ms: f64,
 }
 
 impl Calls {
@@ -322,17 +330,41 @@ pub async fn call(
     count: u32,
     user: Option<&str>,
 ) -> anyhow::Result<Calls> {
-    let pod = pod_of(client, namespace, "client", None).await?;
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    query
-        .append_pair("url", url)
-        .append_pair("count", &count.to_string());
+    let count = count.to_string();
+    let mut params = vec![("url", url), ("count", count.as_str())];
     if let Some(user) = user {
-        query.append_pair("user", user);
+        params.push(("user", user));
     }
-    let path = format!("/call?{}", query.finish());
-    let text = pod_get(client, namespace, &pod.name_any(), APP_PORT, &path).await?;
+    call_with(client, namespace, &params).await
+}
+
+/// The demo client's `/call` with `params` (url, count, rate, ...).
+pub async fn call_with(
+    client: &Client,
+    namespace: &str,
+    params: &[(&str, &str)],
+) -> anyhow::Result<Calls> {
+    let text = client_get(client, namespace, "/call", params).await?;
     serde_json::from_str(&text).with_context(|| format!("the client's answer: {text}"))
+}
+
+/// The answer of the demo client's test-server to `GET endpoint?params`
+/// (`/call`, `/tcp`, `/tls`).
+pub async fn client_get(
+    client: &Client,
+    namespace: &str,
+    endpoint: &str,
+    params: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let path = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in params {
+            query.append_pair(key, value);
+        }
+        format!("{endpoint}?{}", query.finish())
+    };
+    let pod = pod_of(client, namespace, "client", None).await?;
+    pod_get(client, namespace, &pod.name_any(), APP_PORT, &path).await
 }
 
 /// The Prometheus text of the proxy of `pod`.

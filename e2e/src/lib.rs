@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;

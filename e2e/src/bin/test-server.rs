@@ -5,7 +5,8 @@
 //! pod, namespace) and what it received (method, path, query, headers). It
 //! can be told to misbehave per request: `?status=503` answers with that
 //! status (`&every=N`: only every Nth request, the others 200),
-//! `?delay=250ms` waits first.
+//! `?delay=250ms` waits first (`DELAY=2s` in the environment: every
+//! answer waits that long).
 //!
 //! With `UPSTREAMS` set (comma-separated URLs), each request first calls
 //! every upstream, propagating `end-user` and `x-request-id`, and nests their
@@ -21,12 +22,20 @@
 //! `&header=name:value` adds a header and `&token=T` sends
 //! `authorization: Bearer T`. The calls are one after the other, unless
 //! `&concurrency=C` (C at a time) or `&rate=R` (one started every 1/R s,
-//! whatever the others do); the answer also gives the slowest call by
-//! status (`slowest_ms`).
+//! whatever the others do); the answer also gives the slowest and fastest
+//! call by status (`slowest_ms`, `fastest_ms`) and the 50th and 99th
+//! percentiles of all answered calls (`p50_ms`, `p99_ms`).
 //!
 //! `/tcp?addr=host:port&message=TEXT` opens a TCP connection (through the
 //! sidecar, when meshed), sends TEXT and answers with what came back before
-//! the connection closed or two seconds passed.
+//! the connection closed or two seconds passed; `&count=N` opens N, one
+//! after the other, and tallies the answers (`echoes`). The TCP echo
+//! answers the message `who` with its service's name instead.
+//!
+//! `TLS_PORT` serves TLS there (a self-signed certificate, whatever the
+//! SNI): each connection is answered with the service's name. `/tls?addr=
+//! host:port&sni=NAME[&count=N]` makes such connections, with that SNI and
+//! no verification of the server, and tallies the answers.
 //!
 //! `/jwks` is a key set store, for an issuer: PUT stores the body, GET
 //! answers it (404 until one is stored).
@@ -34,9 +43,9 @@
 //! Configured by environment: `PORT` (8080), `SERVICE`, `VERSION`,
 //! `UPSTREAMS`, `POD_NAME`, `POD_NAMESPACE`; `TCP_ECHO_PORT` also echoes
 //! TCP on that port; `LOG_REQUESTS=1` prints a line for every request
-//! answered (`request <method> <path?query> from <peer>`), so that a test
-//! can count what reached the app. SIGTERM (or SIGINT) stops it gracefully:
-//! no new connections, in-flight requests answered.
+//! answered (`request <method> <path?query> from <peer> host <host>`), so
+//! that a test can count what reached the app. SIGTERM (or SIGINT) stops it
+//! gracefully: no new connections, in-flight requests answered.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -50,6 +59,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use plexus_e2e::tls;
 
 #[derive(Clone)]
 struct Identity {
@@ -86,18 +97,35 @@ async fn main() -> anyhow::Result<()> {
     let caller: Caller =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
-    let server = Arc::new(Server {
-        identity,
-        upstreams,
-        caller: caller.clone(),
-        requests: AtomicU64::new(0),
-        log_requests: env_or("LOG_REQUESTS", "") == "1",
-    });
+    let server =
+        Arc::new(Server {
+            identity,
+            upstreams,
+            caller: caller.clone(),
+            requests: AtomicU64::new(0),
+            log_requests: env_or("LOG_REQUESTS", "") == "1",
+            delay: match std::env::var("DELAY") {
+                Ok(text) => Some(parse_delay(&text).ok_or_else(|| {
+                    anyhow::anyhow!("DELAY={text:?}: expected such as 250ms or 2s")
+                })?),
+                Err(_) => None,
+            },
+        });
     if let Ok(port) = std::env::var("TCP_ECHO_PORT") {
         let port: u16 = port
             .parse()
             .map_err(|e| anyhow::anyhow!("TCP_ECHO_PORT={port:?}: {e}"))?;
-        tokio::spawn(tcp_echo(port, server.log_requests));
+        tokio::spawn(tcp_echo(
+            port,
+            server.log_requests,
+            server.identity.service.clone(),
+        ));
+    }
+    if let Ok(port) = std::env::var("TLS_PORT") {
+        let port: u16 = port
+            .parse()
+            .map_err(|e| anyhow::anyhow!("TLS_PORT={port:?}: {e}"))?;
+        tokio::spawn(tls::serve(port, server.identity.service.clone()));
     }
     let keys: Arc<Mutex<Option<String>>> = Arc::default();
     let stored = keys.clone();
@@ -108,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
             get(move |query, headers| call(caller.clone(), query, headers)),
         )
         .route("/tcp", get(tcp_call))
+        .route("/tls", get(tls::call))
         .route(
             "/jwks",
             get(move || jwks_get(keys.clone())).put(move |body| jwks_put(stored.clone(), body)),
@@ -147,6 +176,8 @@ struct Server {
     caller: Caller,
     requests: AtomicU64,
     log_requests: bool,
+    /// Every answer waits this long (`DELAY`).
+    delay: Option<std::time::Duration>,
 }
 
 async fn echo(
@@ -163,7 +194,18 @@ async fn echo(
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        println!("request {} {target} from {peer}", request.method());
+        let host = request
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("-");
+        println!(
+            "request {} {target} from {peer} host {host}",
+            request.method()
+        );
+    }
+    if let Some(delay) = server.delay {
+        tokio::time::sleep(delay).await;
     }
     if let Some(delay) = query.get("delay") {
         match parse_delay(delay) {
@@ -332,13 +374,18 @@ async fn call(caller: Caller, RawQuery(raw): RawQuery, incoming: HeaderMap) -> R
     let mut errors = BTreeMap::<String, u32>::new();
     let mut services = BTreeMap::<String, u32>::new();
     let mut slowest = BTreeMap::<String, u128>::new();
+    let mut fastest = BTreeMap::<String, u128>::new();
+    let mut took_ms = Vec::new();
     while let Some(done) = tasks.join_next().await {
         for (outcome, took) in done.unwrap_or_default() {
+            took_ms.push(took.as_secs_f64() * 1000.0);
             match outcome {
                 Ok((status, body)) => {
                     let status = status.as_u16().to_string();
                     let slow = slowest.entry(status.clone()).or_default();
                     *slow = (*slow).max(took.as_millis());
+                    let fast = fastest.entry(status.clone()).or_insert(u128::MAX);
+                    *fast = (*fast).min(took.as_millis());
                     *statuses.entry(status).or_default() += 1;
                     let version = body
                         .get("version")
@@ -352,9 +399,15 @@ async fn call(caller: Caller, RawQuery(raw): RawQuery, incoming: HeaderMap) -> R
             }
         }
     }
+    took_ms.sort_by(f64::total_cmp);
+    let percentile = |p: f64| {
+        let rank = ((took_ms.len() as f64 * p).ceil() as usize).clamp(1, took_ms.len().max(1));
+        took_ms.get(rank - 1).copied().unwrap_or(0.0)
+    };
     Json(
         json!({"count": count, "versions": versions, "statuses": statuses, "errors": errors,
-                "services": services, "slowest_ms": slowest}),
+                "services": services, "slowest_ms": slowest, "fastest_ms": fastest,
+                "p50_ms": percentile(0.5), "p99_ms": percentile(0.99)}),
     )
     .into_response()
 }
@@ -487,7 +540,7 @@ fn parse_delay(text: &str) -> Option<std::time::Duration> {
 }
 
 /// Echoes every TCP connection to `port` back to its sender.
-async fn tcp_echo(port: u16, log: bool) {
+async fn tcp_echo(port: u16, log: bool, service: String) {
     let listener = match tokio::net::TcpListener::bind(SocketAddr::from((
         Ipv4Addr::UNSPECIFIED,
         port,
@@ -505,9 +558,14 @@ async fn tcp_echo(port: u16, log: bool) {
         if log {
             println!("tcp connection to :{port} from {peer}");
         }
+        let service = service.clone();
         tokio::spawn(async move {
             let mut buffer = [0u8; 4096];
             while let Ok(n) = stream.read(&mut buffer).await {
+                if &buffer[..n] == b"who" {
+                    let _ = stream.write_all(service.as_bytes()).await;
+                    break;
+                }
                 if n == 0 || stream.write_all(&buffer[..n]).await.is_err() {
                     break;
                 }
@@ -523,8 +581,45 @@ async fn tcp_call(Query(query): Query<BTreeMap<String, String>>) -> Response {
     let (Some(addr), Some(message)) = (query.get("addr"), query.get("message")) else {
         return bad_request("addr= and message= are required".into());
     };
+    let Some(count) = tally_count(&query) else {
+        return bad_request(format!("count: expected 1 to {MAX_CONNECTIONS}"));
+    };
+    let mut first = None;
+    let mut echoes = BTreeMap::<String, u32>::new();
+    let mut errors = BTreeMap::<String, u32>::new();
+    for _ in 0..count {
+        let (echo, error) = tcp_once(addr, message).await;
+        if let Some(error) = error {
+            *errors.entry(error).or_default() += 1;
+        } else {
+            *echoes.entry(echo.clone()).or_default() += 1;
+        }
+        first.get_or_insert(echo);
+    }
+    let mut answer = json!({"echo": first.unwrap_or_default(), "echoes": echoes});
+    if let Some((error, _)) = errors.iter().next() {
+        answer["error"] = json!(error);
+        answer["errors"] = json!(errors);
+    }
+    Json(answer).into_response()
+}
+
+/// Connections one `/tcp` or `/tls` may make, one after the other.
+const MAX_CONNECTIONS: u32 = 2_000;
+
+/// A query's `count` (1 when absent); none when out of bounds.
+fn tally_count(query: &BTreeMap<String, String>) -> Option<u32> {
+    match query.get("count").map(|c| c.parse::<u32>()) {
+        None => Some(1),
+        Some(Ok(n)) if (1..=MAX_CONNECTIONS).contains(&n) => Some(n),
+        Some(_) => None,
+    }
+}
+
+/// One `/tcp` exchange: what came back, and the error if it failed.
+async fn tcp_once(addr: &str, message: &str) -> (String, Option<String>) {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr.as_str())
+        let mut stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         stream
@@ -533,7 +628,7 @@ async fn tcp_call(Query(query): Query<BTreeMap<String, String>>) -> Response {
             .map_err(|e| format!("write: {e}"))?;
         let mut echoed = Vec::new();
         let mut buffer = [0u8; 4096];
-        while echoed.len() < message.len() {
+        while message == "who" || echoed.len() < message.len() {
             match stream.read(&mut buffer).await {
                 Ok(0) => break,
                 Ok(n) => echoed.extend_from_slice(&buffer[..n]),
@@ -543,12 +638,14 @@ async fn tcp_call(Query(query): Query<BTreeMap<String, String>>) -> Response {
         }
         Ok::<_, String>(String::from_utf8_lossy(&echoed).into_owned())
     };
-    let answer = match tokio::time::timeout(TCP_TIMEOUT, exchange).await {
-        Ok(Ok(echo)) => json!({"echo": echo}),
-        Ok(Err(error)) => json!({"echo": "", "error": error}),
-        Err(_) => json!({"echo": "", "error": format!("no echo within {TCP_TIMEOUT:?}")}),
-    };
-    Json(answer).into_response()
+    match tokio::time::timeout(TCP_TIMEOUT, exchange).await {
+        Ok(Ok(echo)) => (echo, None),
+        Ok(Err(error)) => (String::new(), Some(error)),
+        Err(_) => (
+            String::new(),
+            Some(format!("no echo within {TCP_TIMEOUT:?}")),
+        ),
+    }
 }
 
 async fn jwks_get(keys: Arc<Mutex<Option<String>>>) -> Response {

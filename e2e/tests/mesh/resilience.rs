@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use kube::{Client, ResourceExt};
-use plexus_e2e::demo::{self, APP_PORT, Calls, PROXY_ADMIN_PORT, kubectl_apply};
+use plexus_e2e::demo::{self, PROXY_ADMIN_PORT, call_with as call, kubectl_apply};
 
 /// Requests a second during the rolling restart, and for how long.
 const RATE: u32 = 50;
@@ -88,21 +88,6 @@ spec:
   trafficPolicy:
     connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}
 "#;
-
-/// The demo client's `/call` with `params` (url, count, rate, ...).
-async fn call(client: &Client, namespace: &str, params: &[(&str, &str)]) -> anyhow::Result<Calls> {
-    let pod = demo::pod_of(client, namespace, "client", None).await?;
-    let query = {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (key, value) in params {
-            query.append_pair(key, value);
-        }
-        query.finish()
-    };
-    let path = format!("/call?{query}");
-    let text = demo::pod_get(client, namespace, &pod.name_any(), APP_PORT, &path).await?;
-    serde_json::from_str(&text).with_context(|| format!("the client's answer: {text}"))
-}
 
 /// A counter of the client proxy's metrics: the sum of the series of
 /// `name` whose labels contain every one of `labels`.

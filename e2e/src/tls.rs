@@ -1,0 +1,178 @@
+//! The test-server's TLS: a server answering each connection with its
+//! service's name (a self-signed certificate, whatever the SNI asked), and
+//! `/tls`, a client that connects with a given SNI and does not verify the
+//! server (the test is about where connections go, not whom to trust).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::response::{IntoResponse, Json, Response};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, ring};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long one `/tls` connection may take.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connections one `/tls` may make, one after the other.
+const MAX_CONNECTIONS: u32 = 2_000;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// Serves TLS on `port`, answering every connection with `service`.
+pub async fn serve(port: u16, service: String) {
+    let acceptor = match acceptor() {
+        Ok(acceptor) => acceptor,
+        Err(error) => {
+            eprintln!("TLS_PORT {port}: {error}");
+            std::process::exit(1);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(SocketAddr::from((
+        Ipv4Addr::UNSPECIFIED,
+        port,
+    )))
+    .await
+    {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("TLS_PORT {port}: {error}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("test-server serving TLS on :{port}");
+    while let Ok((stream, _)) = listener.accept().await {
+        let (acceptor, service) = (acceptor.clone(), service.clone());
+        tokio::spawn(async move {
+            if let Ok(Ok(mut tls)) = tokio::time::timeout(TIMEOUT, acceptor.accept(stream)).await {
+                let _ = tls.write_all(service.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+    }
+}
+
+fn acceptor() -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let certified = rcgen::generate_simple_self_signed(vec!["test-server".to_owned()])?;
+    let cert = CertificateDer::from(certified.cert.der().to_vec());
+    let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+        .map_err(anyhow::Error::msg)?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts any server certificate; signatures are still checked.
+#[derive(Debug)]
+struct AnyServer(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `/tls?addr=host:port&sni=NAME[&count=N]`: the answers of N connections.
+pub async fn call(Query(query): Query<BTreeMap<String, String>>) -> Response {
+    let bad = |message: String| {
+        (axum::http::StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+    };
+    let (Some(addr), Some(sni)) = (query.get("addr"), query.get("sni")) else {
+        return bad("addr= and sni= are required".into());
+    };
+    let Ok(name) = ServerName::try_from(sni.clone()) else {
+        return bad(format!("sni={sni:?} is not a server name"));
+    };
+    let count = match query.get("count").map(|c| c.parse::<u32>()) {
+        None => 1,
+        Some(Ok(n)) if (1..=MAX_CONNECTIONS).contains(&n) => n,
+        Some(_) => return bad(format!("count: expected 1 to {MAX_CONNECTIONS}")),
+    };
+    let config = match rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+    {
+        Ok(builder) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+            .with_no_client_auth(),
+        Err(error) => return bad(error.to_string()),
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut answers = BTreeMap::<String, u32>::new();
+    let mut errors = BTreeMap::<String, u32>::new();
+    for _ in 0..count {
+        let once = async {
+            let tcp = tokio::net::TcpStream::connect(addr.as_str())
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let mut tls = connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            let mut answer = String::new();
+            tls.read_to_string(&mut answer)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            Ok::<_, String>(answer)
+        };
+        match tokio::time::timeout(TIMEOUT, once).await {
+            Ok(Ok(answer)) => *answers.entry(answer).or_default() += 1,
+            Ok(Err(error)) => *errors.entry(error).or_default() += 1,
+            Err(_) => {
+                *errors
+                    .entry(format!("no answer within {TIMEOUT:?}"))
+                    .or_default() += 1
+            }
+        }
+    }
+    Json(json!({"answers": answers, "errors": errors})).into_response()
+}
