@@ -7,8 +7,9 @@
 //! CRD status as `kubectl get` prints it, security policy (`security`:
 //! authorization, JWT with keys from an issuer pod, rate limits),
 //! resilience (`resilience`: outlier detection, a connection pool's
-//! overflow, a rolling restart under load without a failed request), and that
-//! `helm uninstall` leaves nothing but the CRDs.
+//! overflow, a rolling restart under load without a failed request),
+//! traffic management (`traffic`: mirrors, faults, TCP and TLS routes), and
+//! that `helm uninstall` leaves nothing but the CRDs.
 //!
 //! Cluster-agnostic (`KUBECONFIG`; the images must be on the nodes); run by
 //! e2e/run-tests.sh, which installs the pinned Helm (`PLEXUS_HELM`).
@@ -26,6 +27,8 @@ use plexus_e2e::{apply_crds, client, in_namespace};
 mod resilience;
 #[path = "mesh/security.rs"]
 mod security;
+#[path = "mesh/traffic.rs"]
+mod traffic;
 
 /// The install's settings: key sets are fetched every 5 s (a rotation at
 /// the issuer pod is followed quickly), and only from in-cluster Services.
@@ -179,6 +182,7 @@ async fn mesh_works(client: &Client, namespace: &str) -> anyhow::Result<()> {
     status_in_kubectl_get(namespace).await?;
     security::policies_are_enforced(client, namespace).await?;
     resilience::endpoints_fail_over_and_rollouts_drop_nothing(client, namespace).await?;
+    traffic::routes_mirror_inject_and_split(client, namespace).await?;
     Ok(())
 }
 
