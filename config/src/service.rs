@@ -131,6 +131,34 @@ pub struct Endpoint {
     /// Service port to endpoint port, for named target ports only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<u16, u16>,
+    /// Where its PeerAuthentication says DISABLE: client proxies speak
+    /// plaintext to it there.
+    #[serde(default, skip_serializing_if = "Plaintext::is_none")]
+    pub plaintext: Plaintext,
+}
+
+/// The ports of a meshed endpoint that accept plaintext only (its
+/// PeerAuthentication's DISABLE).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Plaintext {
+    /// Every port, unless `ports` says otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub all: bool,
+    /// Endpoint ports whose mode differs from `all`: true for plaintext.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<u16, bool>,
+}
+
+impl Plaintext {
+    pub fn is_none(&self) -> bool {
+        !self.all && self.ports.values().all(|p| !p)
+    }
+
+    /// Whether the endpoint port `port` takes plaintext only.
+    pub fn on(&self, port: u16) -> bool {
+        self.ports.get(&port).copied().unwrap_or(self.all)
+    }
 }
 
 /// A DestinationRule subset.

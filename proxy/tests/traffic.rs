@@ -492,3 +492,126 @@ spec:
     let got: Vec<u64> = after.iter().zip(before).map(|(x, y)| x - y).collect();
     assert_eq!(got, [3, 2, 1], "connections to a, b and c by SNI");
 }
+
+/// Connections a server proxy took in: (plaintext, over mTLS).
+fn inbound_by_security(world: &World, server: &str) -> (u64, u64) {
+    let metrics = metrics(&world.servers[server].state);
+    let sum = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let opened = sum(r#"plexus_proxy_tcp_open_total{direction="inbound"}"#);
+    let mtls = sum(r#"plexus_proxy_tcp_mtls_total{direction="inbound""#);
+    (opened - mtls, mtls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_where_peer_authentication_or_destination_rule_disables() {
+    let (outside, outside_log) = support::http_app_on("127.0.0.165", "outside").await;
+    let workloads = [
+        workload("off", "127.0.0.161", &[("app", "off")]),
+        workload("on", "127.0.0.163", &[("app", "on")]),
+    ];
+    let services = vec![
+        service("off", "127.0.10.161", &[("app", "off")]),
+        service("on", "127.0.10.163", &[("app", "on")]),
+        service("on-plain", "127.0.10.164", &[("app", "on")]),
+    ];
+    let mut world = World::start("plaintext", &workloads, services, |_| {
+        format!(
+            r#"
+apiVersion: plexus.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {{name: off}}
+spec:
+  selector: {{matchLabels: {{app: off}}}}
+  mtls: {{mode: DISABLE}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {{name: on-plain}}
+spec:
+  host: on-plain
+  trafficPolicy: {{tls: {{mode: DISABLE}}}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: ServiceEntry
+metadata: {{name: outside}}
+spec:
+  hosts: [outside.external.test, strict.external.test]
+  addresses: [127.0.10.165]
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {outside}}}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.165}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: ServiceEntry
+metadata: {{name: insisting}}
+spec:
+  hosts: [insisting.external.test]
+  addresses: [127.0.10.166]
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {outside}}}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.165}}]
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {{name: insisting}}
+spec:
+  host: insisting.external.test
+  trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}
+"#,
+            outside = outside.port(),
+        )
+    })
+    .await;
+    for origin in [
+        "PeerAuthentication/demo/off",
+        "DestinationRule/demo/on-plain",
+        "DestinationRule/demo/insisting",
+    ] {
+        world.assert_enforced(origin);
+    }
+    let client = http_client(false);
+    let mut get = async |address: &str, host: &str| {
+        let (proxy, _) = world.client(NS, CLIENT, address).await;
+        let answer = send(&client, proxy, "GET", "/", host, &[]).await;
+        (answer.status, answer.body)
+    };
+    // PeerAuthentication DISABLE: the client proxy speaks plaintext, the
+    // server proxy takes it.
+    assert_eq!(
+        get("127.0.10.161:80", &host("off")).await,
+        (200, "off".into())
+    );
+    // Unset, mTLS; DestinationRule DISABLE, plaintext to the same pod.
+    assert_eq!(
+        get("127.0.10.163:80", &host("on")).await,
+        (200, "on".into())
+    );
+    assert_eq!(
+        get("127.0.10.164:80", &host("on-plain")).await,
+        (200, "on".into())
+    );
+    // Outside the mesh: plaintext; with ISTIO_MUTUAL set, refused rather
+    // than sent in plaintext.
+    assert_eq!(
+        get("127.0.10.165:80", "outside.external.test").await,
+        (200, "outside".into())
+    );
+    let (status, _) = get("127.0.10.166:80", "insisting.external.test").await;
+    assert_eq!(status, 503);
+    assert_eq!(outside_log.total(), 1, "only the plaintext one reached it");
+
+    assert_eq!(inbound_by_security(&world, "off"), (1, 0));
+    assert_eq!(
+        inbound_by_security(&world, "on"),
+        (1, 1),
+        "on-plain's and on's"
+    );
+}

@@ -4,12 +4,17 @@
 //! observe what the proxies do (`proxy/tests/`); `capability_tests_exist`
 //! fails when a test named here does not.
 //!
-//! Not here, so reported as not in force: VirtualService delegation, TCP and TLS routes, fault gRPC statuses; DestinationRule
-//! connection pools' TCP idle timeouts and protocol upgrades, TLS,
-//! locality, ring sizes, PASSTHROUGH; ServiceEntry DNS and NONE resolutions and MESH_INTERNAL; ServiceProfile
-//! dstOverrides; PeerAuthentication DISABLE; RateLimitPolicy route
-//! matches on `sourceLabels` (a server proxy does not know its caller's
-//! labels); Telemetry and Gateway (no gateway proxy yet).
+//! Not here, so reported as not in force: VirtualService delegation,
+//! fault gRPC statuses and L4 matches' `gateways`; DestinationRule
+//! connection pools' TCP idle timeouts and protocol upgrades, TLS
+//! origination (SIMPLE, MUTUAL and their settings), locality, ring sizes,
+//! PASSTHROUGH; ServiceEntry DNS and NONE resolutions and MESH_INTERNAL;
+//! ServiceProfile dstOverrides; the Mesh's mtls.mode DISABLE and a
+//! PeerAuthentication's port-level DISABLE (the loopback proxies cannot
+//! show it: their endpoint ports are not the apps' ports);
+//! RateLimitPolicy route matches on `sourceLabels` (a server proxy does
+//! not know its caller's labels); Telemetry and Gateway (no gateway proxy
+//! yet).
 
 use super::{Capability, Kind, Values};
 use crate::RetryOn;
@@ -204,6 +209,7 @@ macro_rules! destination_rule {
                 on(concat!($level, "outlierDetection.baseEjectionTime"), ANY, OUTLIER),
                 on(concat!($level, "outlierDetection.maxEjectionPercent"), ANY, OUTLIER),
                 on(concat!($level, "outlierDetection.minHealthPercent"), ANY, OUTLIER),
+                on(concat!($level, "tls.mode"), Values::OneOf(&["DISABLE", "ISTIO_MUTUAL"]), PLAINTEXT),
             )*
         ]
     };
@@ -268,13 +274,19 @@ const SERVICE_PROFILE: &[Capability] = &[
     on("retryBudget.ttl", ANY, PROFILE),
 ];
 
-/// mTLS modes the server proxy enforces; DISABLE still accepts mTLS.
+/// mTLS modes the Mesh's default sets on the server proxies.
 const MTLS_MODES: &[&str] = &["UNSET", "STRICT", "PERMISSIVE"];
+
+/// A PeerAuthentication's DISABLE: client proxies speak plaintext to the
+/// workload (the server proxy still takes mTLS from a client that insists).
+const PLAINTEXT: &str =
+    "proxy/tests/traffic.rs::plaintext_where_peer_authentication_or_destination_rule_disables";
 
 const PEER_AUTHENTICATION: &[Capability] = &[
     on("selector.matchLabels.*", ANY, MTLS),
     on("targetRef.**", ANY, MTLS),
     on("mtls.mode", Values::OneOf(MTLS_MODES), MTLS),
+    on("mtls.mode", Values::OneOf(&["DISABLE"]), PLAINTEXT),
     on("portLevelMtls.*.mode", Values::OneOf(MTLS_MODES), MTLS),
 ];
 

@@ -34,8 +34,11 @@ fn names_values_that_are_not_enforced() {
         report("DestinationRule", dr),
         ["spec.trafficPolicy.loadBalancer.simple=PASSTHROUGH"]
     );
-    let pa = json!({"mtls": {"mode": "DISABLE"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}});
-    assert_eq!(report("PeerAuthentication", pa), ["spec.mtls.mode=DISABLE"]);
+    let pa = json!({"mtls": {"mode": "DISABLE"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}});
+    assert_eq!(
+        report("PeerAuthentication", pa),
+        ["spec.portLevelMtls.8080.mode=DISABLE"]
+    );
     // Two capabilities of one field, each for some of its values.
     for mode in ["ALLOW_ANY", "REGISTRY_ONLY"] {
         let mesh = json!({"outboundTrafficPolicy": {"mode": mode}});

@@ -232,8 +232,25 @@ pub fn compile(input: &Input) -> Output {
         input,
         verdicts: BTreeMap::new(),
     };
-    let outbound = outbound::compile(&mut state);
+    let mut outbound = outbound::compile(&mut state);
     let inbound = inbound::compile(&mut state);
+    let mut inbounds: BTreeMap<String, plexus_config::Inbound> = input
+        .injected
+        .keys()
+        .map(|namespace| {
+            (
+                namespace.clone(),
+                inbound.for_namespace(namespace, &mut state),
+            )
+        })
+        .collect();
+    // Client proxies speak plaintext where a PeerAuthentication says DISABLE.
+    outbound.mark_plaintext(
+        &inbounds
+            .iter()
+            .map(|(namespace, inbound)| (namespace.clone(), inbound.mtls.clone()))
+            .collect(),
+    );
     let mut configs = BTreeMap::new();
     for namespace in input.injected.keys() {
         let config = ProxyConfig {
@@ -245,7 +262,7 @@ pub fn compile(input: &Input) -> Output {
                 _ => plexus_config::OutboundPolicy::AllowAny,
             },
             services: outbound.services_for(namespace, &mut state),
-            inbound: inbound.for_namespace(namespace, &mut state),
+            inbound: inbounds.remove(namespace).unwrap_or_default(),
             gateways: outbound.gateways_for(namespace),
         };
         configs.insert(namespace.clone(), config);

@@ -22,8 +22,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use plexus_config::{
-    Backend, ConnectionPool, HashKey, LoadBalancer, OutboundPolicy, OutlierDetection, PortPolicy,
-    Protocol, ProxyConfig, Service, TrafficPolicy,
+    Backend, ClientTlsMode, ConnectionPool, HashKey, LoadBalancer, OutboundPolicy,
+    OutlierDetection, PortPolicy, Protocol, ProxyConfig, Service, TrafficPolicy,
 };
 
 pub use matches::{RequestInfo, Source, TableError};
@@ -88,7 +88,9 @@ pub struct Table {
     pub config: Arc<ProxyConfig>,
     by_addr: HashMap<(IpAddr, u16), usize>,
     by_host: HashMap<String, usize>,
-    by_pod: HashMap<IpAddr, Option<String>>,
+    /// Each meshed pod's identity (none when unmeshed) and its plaintext
+    /// ports.
+    by_pod: HashMap<IpAddr, (Option<String>, plexus_config::Plaintext)>,
     routes: Vec<Vec<Route>>,
     /// Each service's TLS and TCP routes.
     l4: Vec<(Vec<l4::L4Route>, Vec<l4::L4Route>)>,
@@ -153,10 +155,12 @@ impl Table {
             }
             for endpoint in &service.endpoints {
                 if let Ok(ip) = endpoint.ip.parse::<IpAddr>() {
-                    table
-                        .by_pod
-                        .entry(ip)
-                        .or_insert_with(|| identity(&config, service, endpoint));
+                    table.by_pod.entry(ip).or_insert_with(|| {
+                        (
+                            identity(&config, service, endpoint),
+                            endpoint.plaintext.clone(),
+                        )
+                    });
                 }
             }
         }
@@ -175,10 +179,10 @@ impl Table {
                 port: original.port(),
             };
         }
-        if let Some(identity) = self.by_pod.get(&original.ip()) {
+        if let Some((identity, plaintext)) = self.by_pod.get(&original.ip()) {
             return Destination::Pod(EndpointSpec {
                 addr: original,
-                identity: identity.clone(),
+                identity: identity.clone().filter(|_| !plaintext.on(original.port())),
             });
         }
         match self.config.outbound_policy {
@@ -310,6 +314,15 @@ fn cluster(
     subset: Option<&String>,
 ) -> ClusterSpec {
     let service_port = service.ports.iter().find(|p| p.port == port);
+    let subset_policy = subset
+        .and_then(|name| service.subsets.iter().find(|s| &s.name == name))
+        .and_then(|s| s.policy.as_ref());
+    let levels = [subset_policy, service.policy.as_ref()];
+    // DestinationRule `tls`: DISABLE speaks plaintext even to a meshed
+    // endpoint; ISTIO_MUTUAL set explicitly speaks mTLS only, so endpoints
+    // without a proxy are left out. Unset, each endpoint gets what it takes:
+    // mTLS to a meshed one, unless its PeerAuthentication says DISABLE.
+    let tls = setting(&levels, port, |p| &p.tls, |p| &p.tls).map(|t| t.mode);
     let endpoints = service
         .endpoints
         .iter()
@@ -322,16 +335,18 @@ fn cluster(
                 .copied()
                 .or(service_port.and_then(|p| p.target_port))
                 .unwrap_or(port);
+            let identity = match tls {
+                Some(ClientTlsMode::Disable) => None,
+                Some(ClientTlsMode::Mesh) => Some(identity(config, service, e)?),
+                _ if e.plaintext.on(target_port) => None,
+                _ => identity(config, service, e),
+            };
             Some(EndpointSpec {
                 addr: SocketAddr::new(ip, target_port),
-                identity: identity(config, service, e),
+                identity,
             })
         })
         .collect();
-    let subset_policy = subset
-        .and_then(|name| service.subsets.iter().find(|s| &s.name == name))
-        .and_then(|s| s.policy.as_ref());
-    let levels = [subset_policy, service.policy.as_ref()];
     let balance = match setting(&levels, port, |p| &p.load_balancer, |p| &p.load_balancer) {
         Some(LoadBalancer::RoundRobin) => Balance::RoundRobin,
         Some(LoadBalancer::Random) => Balance::Random,

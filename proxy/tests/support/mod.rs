@@ -547,6 +547,7 @@ pub fn routed_config(v1: SocketAddr, v2: SocketAddr) -> ProxyConfig {
         meshed: true,
         subsets: vec![subset.into()],
         ports: [(80, addr.port())].into(),
+        ..Default::default()
     };
     let routes = vec![
         HttpRoute {

@@ -17,10 +17,6 @@ pub(super) fn compile(state: &mut State<'_>, namespaces: &mut BTreeMap<String, P
         let mut check = Check::default();
         let selector = target(&mut check, state, &key.namespace, &pa.spec);
         let value = convert(&pa.spec, selector.is_some(), &mut check);
-        if value.mode == Some(cfg::MtlsMode::Disable) {
-            check.meanwhile =
-                Some("Meanwhile its workloads accept mTLS and plaintext, as PERMISSIVE.".into());
-        }
         if state.judge(
             &key,
             pa.metadata.generation,

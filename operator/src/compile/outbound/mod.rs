@@ -124,6 +124,31 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// Marks the meshed endpoints of Services whose PeerAuthentication says
+    /// DISABLE, by the mTLS rules of each endpoint's namespace (the first
+    /// whose selector its labels satisfy).
+    pub fn mark_plaintext(&mut self, rules: &BTreeMap<String, Vec<cfg::MtlsRule>>) {
+        for dest in self.dests.iter_mut().filter(|d| d.entry.is_none()) {
+            let Some(rules) = rules.get(&dest.service.namespace) else {
+                continue;
+            };
+            let endpoints = dest.service.endpoints.iter_mut().zip(&dest.labels);
+            for (endpoint, labels) in endpoints.filter(|(e, _)| e.meshed) {
+                let Some(rule) = rules.iter().find(|r| cfg::selects(&r.selector, labels)) else {
+                    continue;
+                };
+                endpoint.plaintext = cfg::Plaintext {
+                    all: rule.mode == cfg::MtlsMode::Disable,
+                    ports: rule
+                        .ports
+                        .iter()
+                        .map(|(port, mode)| (*port, *mode == cfg::MtlsMode::Disable))
+                        .collect(),
+                };
+            }
+        }
+    }
+
     /// The destinations as seen from a namespace, marking what is programmed.
     /// Namespaces that see the same routes share one list.
     pub fn services_for(&self, namespace: &str, state: &mut State<'_>) -> Arc<Vec<cfg::Service>> {

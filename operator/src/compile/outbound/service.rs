@@ -56,6 +56,7 @@ fn convert(svc: &ServiceInput, host: String, mut eps: Vec<&EndpointInput>) -> De
                     meshed: e.meshed,
                     subsets: Vec::new(),
                     ports: e.ports.clone(),
+                    plaintext: cfg::Plaintext::default(),
                 })
                 .collect(),
             ..Default::default()
