@@ -595,6 +595,21 @@ pub fn kubectl_apply(namespace: &str, yaml: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits (up to 180 s each) until the rollouts of `deployments` are done.
+pub fn rollouts_done(namespace: &str, deployments: &[&str]) -> anyhow::Result<()> {
+    for deployment in deployments {
+        kubectl(&[
+            "rollout",
+            "status",
+            "--namespace",
+            namespace,
+            "--timeout=180s",
+            &format!("deployment/{deployment}"),
+        ])?;
+    }
+    Ok(())
+}
+
 /// A pod template's spec (YAML, indented for `spec:` of a template) for
 /// the test server as `name` (its ServiceAccount and SERVICE), listening
 /// on `listen`, its container port `http` 9080, Ready when `/healthz`

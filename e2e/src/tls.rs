@@ -27,6 +27,18 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
+/// A listener on every address's `port`; the process ends, naming the
+/// setting `what`, when it cannot bind.
+pub async fn listen_or_exit(port: u16, what: &str) -> tokio::net::TcpListener {
+    match tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("{what} {port}: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// Serves TLS on `port`, answering every connection with `service`.
 pub async fn serve(port: u16, service: String) {
     let acceptor = match acceptor() {
@@ -36,18 +48,7 @@ pub async fn serve(port: u16, service: String) {
             std::process::exit(1);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(SocketAddr::from((
-        Ipv4Addr::UNSPECIFIED,
-        port,
-    )))
-    .await
-    {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("TLS_PORT {port}: {error}");
-            std::process::exit(1);
-        }
-    };
+    let listener = listen_or_exit(port, "TLS_PORT").await;
     eprintln!("test-server serving TLS on :{port}");
     while let Ok((stream, _)) = listener.accept().await {
         let (acceptor, service) = (acceptor.clone(), service.clone());

@@ -541,18 +541,7 @@ fn parse_delay(text: &str) -> Option<std::time::Duration> {
 
 /// Echoes every TCP connection to `port` back to its sender.
 async fn tcp_echo(port: u16, log: bool, service: String) {
-    let listener = match tokio::net::TcpListener::bind(SocketAddr::from((
-        Ipv4Addr::UNSPECIFIED,
-        port,
-    )))
-    .await
-    {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("TCP_ECHO_PORT {port}: {error}");
-            std::process::exit(1);
-        }
-    };
+    let listener = tls::listen_or_exit(port, "TCP_ECHO_PORT").await;
     eprintln!("test-server echoing TCP on :{port}");
     while let Ok((mut stream, peer)) = listener.accept().await {
         if log {

@@ -160,16 +160,10 @@ pub async fn endpoints_fail_over_and_rollouts_drop_nothing(
 ) -> anyhow::Result<()> {
     kubectl_apply(namespace, RULES)?;
     kubectl_apply(namespace, &workloads(&plexus_e2e::test_server_image()))?;
-    for deployment in ["echo", "breaker", "outlier-good", "outlier-bad"] {
-        demo::kubectl(&[
-            "rollout",
-            "status",
-            "--namespace",
-            namespace,
-            "--timeout=180s",
-            &format!("deployment/{deployment}"),
-        ])?;
-    }
+    demo::rollouts_done(
+        namespace,
+        &["echo", "breaker", "outlier-good", "outlier-bad"],
+    )?;
     client_is_configured(client, namespace).await?;
 
     // Outlier detection, retries off: the endpoint that refuses fails

@@ -341,16 +341,7 @@ async fn programmed(
 
 pub async fn policies_are_enforced(client: &Client, namespace: &str) -> anyhow::Result<()> {
     kubectl_apply(namespace, &workloads(&plexus_e2e::test_server_image()))?;
-    for app in ["vault", "issuer"] {
-        demo::kubectl(&[
-            "rollout",
-            "status",
-            "--namespace",
-            namespace,
-            "--timeout=180s",
-            &format!("deployment/{app}"),
-        ])?;
-    }
+    demo::rollouts_done(namespace, &["vault", "issuer"])?;
     let mut run = Run {
         client,
         namespace,

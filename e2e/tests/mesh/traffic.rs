@@ -209,16 +209,10 @@ pub async fn routes_mirror_inject_and_split(
 ) -> anyhow::Result<()> {
     kubectl_apply(namespace, &workloads(&plexus_e2e::test_server_image()))?;
     kubectl_apply(namespace, ROUTES)?;
-    for deployment in ["web", "shadow", "slow-shadow", "tcp-a", "tcp-b"] {
-        demo::kubectl(&[
-            "rollout",
-            "status",
-            "--namespace",
-            namespace,
-            "--timeout=180s",
-            &format!("deployment/{deployment}"),
-        ])?;
-    }
+    demo::rollouts_done(
+        namespace,
+        &["web", "shadow", "slow-shadow", "tcp-a", "tcp-b"],
+    )?;
     routes_are_in_force(client, namespace).await?;
 
     // Mirror 10 % of 1,000 requests: the callers see the primary only.
