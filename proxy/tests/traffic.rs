@@ -615,3 +615,81 @@ spec:
         "on-plain's and on's"
     );
 }
+
+/// A server that speaks first (as MySQL or SMTP do): a banner on connect.
+async fn banner_server(ip: &str) -> std::net::SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"220 banner\r\n").await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// How long a client that waits for the server's first bytes waits, through
+/// the client proxy at `proxy`.
+async fn first_byte(proxy: std::net::SocketAddr) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(proxy)
+        .await
+        .expect("connect");
+    let mut banner = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut banner))
+        .await
+        .expect("a banner within 5 s")
+        .expect("a banner");
+    assert_eq!(&banner, b"220 banner\r\n");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_first_protocol_waits_out_detection_on_an_undeclared_port() {
+    let banner = banner_server("127.0.0.171").await;
+    let entry = |name: &str, address: &str, protocol: &str| {
+        format!(
+            r#"
+---
+apiVersion: plexus.dev/v1alpha1
+kind: ServiceEntry
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}.external.test]
+  addresses: [{address}]
+  ports: [{{number: 3306, name: db, protocol: "{protocol}", targetPort: {port}}}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.171}}]
+"#,
+            port = banner.port()
+        )
+    };
+    let resources = [
+        entry("undeclared", "127.0.10.171", ""),
+        entry("declared", "127.0.10.172", "TCP"),
+    ]
+    .concat();
+    let mut world = World::start("detection", &[], Vec::new(), |_| resources).await;
+    let (undeclared, _) = world.client(NS, CLIENT, "127.0.10.171:3306").await;
+    let (declared, _) = world.client(NS, CLIENT, "127.0.10.172:3306").await;
+    // The proxy waits for the client's first bytes to tell HTTP from the
+    // rest; a server-first protocol on an undeclared port says nothing, so
+    // its banner waits out the detection timeout (500 ms). Declared TCP,
+    // the banner comes at once.
+    let waited = first_byte(undeclared).await;
+    let direct = first_byte(declared).await;
+    eprintln!(
+        "a server-first protocol's banner through the client proxy: {waited:?} on an undeclared port, {direct:?} on a port declared TCP"
+    );
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    assert!(direct < Duration::from_millis(200), "{direct:?}");
+}

@@ -52,7 +52,7 @@ pub fn plan(
 ) -> (Plan, Option<InFlight>) {
     let original = opened.original;
     let table = &snapshot.table;
-    let (target, in_flight, routed) = match table.destination(original) {
+    let (target, in_flight) = match table.destination(original) {
         Destination::Service { service, port } => {
             let source = Source {
                 labels: opened.labels,
@@ -77,16 +77,12 @@ pub fn plan(
                 .and_then(|i| snapshot.cluster(i))
                 .and_then(|c| c.pick(random, None, &[]).cloned());
             match picked {
-                Some(endpoint) => (
-                    endpoint.spec.clone(),
-                    Some(endpoint.start()),
-                    route.is_some(),
-                ),
+                Some(endpoint) => (endpoint.spec.clone(), Some(endpoint.start())),
                 None if route.is_some() => return (Plan::NoEndpoints, None),
                 None => return (Plan::Plain(original), None),
             }
         }
-        Destination::Pod(target) => (target, None, false),
+        Destination::Pod(target) => (target, None),
         Destination::Passthrough => return (Plan::Plain(original), None),
         Destination::Refuse => return (Plan::Refuse, None),
     };
@@ -98,10 +94,9 @@ pub fn plan(
             },
             in_flight,
         ),
-        // A routed connection goes to the endpoint its backend picked; an
-        // unrouted one as addressed.
-        None if routed => (Plan::Plain(target.addr), in_flight),
-        None => (Plan::Plain(original), in_flight),
+        // To the endpoint the balancer picked (a ServiceEntry's address is
+        // no ClusterIP: nothing else would take it).
+        None => (Plan::Plain(target.addr), in_flight),
     }
 }
 

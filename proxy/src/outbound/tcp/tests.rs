@@ -38,10 +38,10 @@ fn plans() {
         identity: "spiffe://cluster.local/ns/demo/sa/web".into(),
     };
     assert_eq!(plan(&snapshot_, "198.19.0.10:80", 0), mesh);
-    // The unmeshed endpoint: as addressed, in plaintext.
+    // The unmeshed endpoint the balancer picked, in plaintext.
     assert_eq!(
         plan(&snapshot_, "198.19.0.10:80", 1),
-        Plan::Plain(to("198.19.0.10:80"))
+        Plan::Plain(to("198.18.0.8:8080"))
     );
     // The meshed pod addressed directly.
     assert_eq!(plan(&snapshot_, "198.18.0.7:8080", 0), mesh);
@@ -66,7 +66,7 @@ fn plans() {
     );
     assert_eq!(
         plan(&strict, "198.19.0.10:80", 1),
-        Plan::Plain(to("198.19.0.10:80"))
+        Plan::Plain(to("198.18.0.8:8080"))
     );
 }
 
