@@ -405,8 +405,8 @@ spec:
   tcp:
     - match: [{port: 80, sourceLabels: {app: client}, sourceNamespace: demo, destinationSubnets: [127.0.10.0/24]}]
       route:
-        - {destination: {host: a}, weight: 80}
-        - {destination: {host: b}, weight: 20}
+        - {destination: {host: a, port: {number: 80}}, weight: 80}
+        - {destination: {host: b, port: {number: 80}}, weight: 20}
 ---
 apiVersion: plexus.dev/v1alpha1
 kind: VirtualService
@@ -424,7 +424,7 @@ spec:
   hosts: [secure]
   tls:
     - match: [{sniHosts: [a.secure.example], port: 80}]
-      route: [{destination: {host: a}}]
+      route: [{destination: {host: a, port: {number: 80}}}]
     - match: [{sniHosts: ["*.b.example"]}]
       route: [{destination: {host: b}}]
   tcp:

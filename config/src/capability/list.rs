@@ -5,7 +5,8 @@
 //! fails when a test named here does not.
 //!
 //! Not here, so reported as not in force: VirtualService delegation,
-//! fault gRPC statuses and L4 matches' `gateways`; DestinationRule
+//! fault gRPC statuses, L4 matches' `gateways` and TCP/TLS routes to
+//! subsets (no test shows them yet); DestinationRule
 //! connection pools' TCP idle timeouts and protocol upgrades, TLS
 //! origination (SIMPLE, MUTUAL and their settings), locality, ring sizes,
 //! PASSTHROUGH; ServiceEntry DNS and NONE resolutions and MESH_INTERNAL;
@@ -133,7 +134,6 @@ const VIRTUAL_SERVICE: &[Capability] = &[
     on("tcp[].match[].sourceLabels.*", ANY, L4_ROUTES),
     on("tcp[].match[].sourceNamespace", ANY, L4_ROUTES),
     on("tcp[].route[].destination.host", ANY, L4_ROUTES),
-    on("tcp[].route[].destination.subset", ANY, L4_ROUTES),
     on("tcp[].route[].destination.port.number", ANY, L4_ROUTES),
     on("tcp[].route[].weight", ANY, L4_ROUTES),
     on("tls[].match[].sniHosts[]", ANY, L4_ROUTES),
@@ -142,7 +142,6 @@ const VIRTUAL_SERVICE: &[Capability] = &[
     on("tls[].match[].sourceLabels.*", ANY, L4_ROUTES),
     on("tls[].match[].sourceNamespace", ANY, L4_ROUTES),
     on("tls[].route[].destination.host", ANY, L4_ROUTES),
-    on("tls[].route[].destination.subset", ANY, L4_ROUTES),
     on("tls[].route[].destination.port.number", ANY, L4_ROUTES),
     on("tls[].route[].weight", ANY, L4_ROUTES),
 ];

@@ -39,28 +39,27 @@ pub async fn connection(
     // port declared HTTP the first bytes are waited for as long as they
     // take: a client may open a connection well before its first request.
     let snapshot = ctx.state.snapshot();
+    let destination = snapshot
+        .as_ref()
+        .map(|s| (s, s.table.destination(original)));
     // A service with TLS routes: its ClientHello (peeked, within
     // DETECT_TIMEOUT) names the server.
-    let sni = match &snapshot {
-        Some(snapshot) => match snapshot.table.destination(original) {
-            Destination::Service { service, port } if snapshot.table.routes_tls(service, port) => {
-                server_name(&peek_opening(&client).await?)
-            }
-            _ => None,
-        },
-        None => None,
-    };
-    let detection = snapshot.and_then(|snapshot| {
-        let table = &snapshot.table;
-        match table.destination(original) {
-            Destination::Service { service, port } => match table.protocol(service, port) {
-                Protocol::Tcp | Protocol::Tls => None,
-                Protocol::Http | Protocol::Http2 => Some(None),
-                Protocol::Detect => Some(Some(DETECT_TIMEOUT)),
-            },
-            Destination::Pod(_) => Some(Some(DETECT_TIMEOUT)),
-            Destination::Passthrough | Destination::Refuse => None,
+    let sni = match &destination {
+        Some((snapshot, Destination::Service { service, port }))
+            if snapshot.table.routes_tls(*service, *port) =>
+        {
+            server_name(&peek_opening(&client).await?)
         }
+        _ => None,
+    };
+    let detection = destination.and_then(|(snapshot, destination)| match destination {
+        Destination::Service { service, port } => match snapshot.table.protocol(service, port) {
+            Protocol::Tcp | Protocol::Tls => None,
+            Protocol::Http | Protocol::Http2 => Some(None),
+            Protocol::Detect => Some(Some(DETECT_TIMEOUT)),
+        },
+        Destination::Pod(_) => Some(Some(DETECT_TIMEOUT)),
+        Destination::Passthrough | Destination::Refuse => None,
     });
     let (protocol, opening) = match detection {
         Some(timeout) => detect(&mut client, timeout).await?,
