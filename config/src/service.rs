@@ -71,8 +71,13 @@ pub enum Resolution {
     /// The endpoints listed in the configuration.
     #[default]
     Endpoints,
-    /// The host name, resolved by DNS when connecting.
+    /// The endpoints' names (a ServiceEntry's hosts when it lists no
+    /// endpoints), resolved by the proxy; every address they resolve to is
+    /// an endpoint (Envoy's strict DNS).
     Dns,
+    /// As `Dns`, but only the first address each name resolves to is an
+    /// endpoint (Envoy's logical DNS).
+    DnsRoundRobin,
     /// The original destination address.
     Passthrough,
 }
@@ -116,7 +121,7 @@ pub enum Protocol {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
-    /// Pod IP.
+    /// Pod IP; under `Dns` resolution, a name or an address.
     pub ip: String,
     /// The pod's ServiceAccount in the destination's namespace, whose SPIFFE
     /// identity the peer must present; none for endpoints outside the mesh.

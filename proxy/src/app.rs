@@ -41,6 +41,8 @@ pub struct Settings {
     /// Fixed original destinations of the outbound and inbound ports.
     pub outbound_original_dst: Option<SocketAddr>,
     pub inbound_original_dst: Option<SocketAddr>,
+    /// The DNS server for ServiceEntry names (else the pod's resolver).
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// Runs the proxy until it is told to stop and has drained.
@@ -57,6 +59,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let state = Arc::new(state);
     state.reload();
+    // Without a resolver configuration the proxy still runs: DNS
+    // destinations then have no endpoints, and the log says why.
+    match crate::dns::resolver(settings.dns_server) {
+        Ok(resolver) => {
+            let dns = crate::dns::run(state.clone(), resolver);
+            tokio::spawn(dns.instrument(tracing::info_span!("dns")));
+        }
+        Err(error) => {
+            tracing::error!(%error, "no DNS resolver: ServiceEntry names will not resolve");
+        }
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let bind = |port: u16| TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
     let inbound = bind(settings.inbound_port)

@@ -10,6 +10,8 @@
 //!   `outbound::tcp`);
 //! - `ctx`: what the handlers share; `client`: HTTP/1.1 and HTTP/2 clients
 //!   to endpoints and the app;
+//! - `dns`: the proxy's own lookups of ServiceEntry names, given to
+//!   `state`;
 //! - `state`: the configuration and certificate in force;
 //! - `policy`: the pod's inbound policy (mTLS mode, authorization);
 //! - `balance`: live endpoint state that outlives configuration versions;
@@ -29,6 +31,7 @@ pub mod classify;
 pub mod client;
 pub mod ctx;
 pub mod detect;
+pub mod dns;
 pub mod http;
 pub mod inbound;
 pub mod init;

@@ -21,6 +21,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Redirects the pod's inbound and outbound TCP to the proxy (nftables).
     Init(InitArgs),
@@ -112,6 +114,10 @@ struct RunArgs {
     /// one forwarded to on localhost).
     #[arg(long, env = ENV_INBOUND_ORIGINAL_DST)]
     inbound_original_dst: Option<SocketAddr>,
+    /// The DNS server the proxy asks for ServiceEntry names, instead of
+    /// the pod's `/etc/resolv.conf`.
+    #[arg(long)]
+    dns_server: Option<SocketAddr>,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -203,6 +209,7 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         identity_secret: args.identity_secret,
         outbound_original_dst: args.outbound_original_dst,
         inbound_original_dst: args.inbound_original_dst,
+        dns_server: args.dns_server,
     };
     runtime(args.threads)?.block_on(app::run(settings))
 }

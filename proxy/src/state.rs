@@ -14,7 +14,7 @@ use plexus_config::sidecar::{CA_CERT_KEY, CONFIG_KEY, TLS_CERT_KEY, TLS_KEY_KEY}
 
 use crate::balance::{Cluster, Clusters};
 use crate::policy;
-use crate::routing::Table;
+use crate::routing::{Resolved, Table};
 use crate::telemetry::Metrics;
 use crate::tls::{Tls, parse_identity};
 
@@ -24,7 +24,7 @@ use crate::tls::{Tls, parse_identity};
 pub struct Snapshot {
     pub table: Table,
     pub clusters: Clusters,
-    pub inbound: policy::Inbound,
+    pub inbound: Arc<policy::Inbound>,
 }
 
 impl Snapshot {
@@ -71,6 +71,13 @@ pub struct ProxyState {
     /// The pod's labels: policies and routes select workloads by them.
     labels: BTreeMap<String, String>,
     current: RwLock<Current>,
+    /// What the proxy's DNS lookups found for the configuration's names
+    /// (`dns`).
+    resolved: RwLock<Resolved>,
+    /// Counts the updates of `resolved`.
+    resolved_updates: std::sync::atomic::AtomicU64,
+    /// Wakes the DNS refresh when a configuration needs other names.
+    pub names_changed: tokio::sync::Notify,
     draining: AtomicBool,
     api_config: AtomicBool,
     api_identity: AtomicBool,
@@ -85,6 +92,9 @@ impl ProxyState {
             expected_identity: None,
             labels: BTreeMap::new(),
             current: RwLock::default(),
+            resolved: RwLock::default(),
+            resolved_updates: std::sync::atomic::AtomicU64::new(0),
+            names_changed: tokio::sync::Notify::new(),
             draining: AtomicBool::new(false),
             api_config: AtomicBool::new(false),
             api_identity: AtomicBool::new(false),
@@ -210,15 +220,18 @@ impl ProxyState {
             return;
         }
         let previous = self.snapshot();
+        let updates = self.resolved_updates.load(Ordering::SeqCst);
         let compiled = ProxyConfig::from_gzip(&bytes)
             .map_err(|e| e.to_string())
             .and_then(|config| {
                 let inbound = policy::Inbound::new(
                     &config,
                     &self.labels,
-                    previous.as_ref().map(|s| &s.inbound),
+                    previous.as_ref().map(|s| &*s.inbound),
                 )?;
-                let table = Table::new(Arc::new(config)).map_err(|e| e.to_string())?;
+                let resolved = self.resolved.read().map(|r| r.clone()).unwrap_or_default();
+                let table =
+                    Table::with_resolved(Arc::new(config), &resolved).map_err(|e| e.to_string())?;
                 Ok((table, inbound))
             });
         match compiled {
@@ -227,16 +240,27 @@ impl ProxyState {
                 tracing::info!(services = table.config.services.len(), %version, origin,
                     "configuration loaded");
                 self.metrics.reload("config", "loaded");
+                let names_changed = previous
+                    .as_ref()
+                    .is_none_or(|p| p.table.names() != table.names());
                 if let Ok(mut current) = self.current.write() {
                     let previous = current.snapshot.as_ref().map(|s| &s.clusters);
                     let clusters = Clusters::new(&table, previous, &self.metrics.resilience);
                     current.snapshot = Some(Arc::new(Snapshot {
                         table,
                         clusters,
-                        inbound,
+                        inbound: Arc::new(inbound),
                     }));
                     current.config_version = Some(version);
                     current.config_bytes = bytes;
+                }
+                if names_changed {
+                    self.names_changed.notify_one();
+                }
+                // Names resolved while it compiled: compiled again with them.
+                if self.resolved_updates.load(Ordering::SeqCst) != updates {
+                    let resolved = self.resolved.read().map(|r| r.clone()).unwrap_or_default();
+                    self.set_resolved(resolved);
                 }
             }
             Err(error) => {
@@ -246,6 +270,37 @@ impl ProxyState {
                 if let Ok(mut current) = self.current.write() {
                     current.config_bytes = bytes; // Not parsed again until it changes.
                 }
+            }
+        }
+    }
+
+    /// Takes what the proxy's DNS lookups found: the configuration in
+    /// force is compiled again with it (its balance state kept).
+    pub fn set_resolved(&self, resolved: Resolved) {
+        if let Ok(mut r) = self.resolved.write() {
+            r.clone_from(&resolved);
+        }
+        self.resolved_updates.fetch_add(1, Ordering::SeqCst);
+        // Under the lock: a configuration applied meanwhile is compiled
+        // again too, whichever names it was compiled with.
+        let Ok(mut current) = self.current.write() else {
+            return;
+        };
+        let Some(snapshot) = current.snapshot.clone() else {
+            return;
+        };
+        match Table::with_resolved(snapshot.table.config.clone(), &resolved) {
+            Ok(table) => {
+                let clusters =
+                    Clusters::new(&table, Some(&snapshot.clusters), &self.metrics.resilience);
+                current.snapshot = Some(Arc::new(Snapshot {
+                    table,
+                    clusters,
+                    inbound: snapshot.inbound.clone(),
+                }));
+            }
+            Err(error) => {
+                tracing::error!(%error, "the configuration does not compile with the names resolved");
             }
         }
     }

@@ -9,7 +9,7 @@
 //! subsets (no test shows them yet); DestinationRule
 //! connection pools' TCP idle timeouts and protocol upgrades, TLS
 //! origination (SIMPLE, MUTUAL and their settings), locality, ring sizes,
-//! PASSTHROUGH; ServiceEntry DNS and NONE resolutions and MESH_INTERNAL;
+//! PASSTHROUGH;
 //! ServiceProfile dstOverrides; the Mesh's mtls.mode DISABLE and a
 //! PeerAuthentication's port-level DISABLE (the loopback proxies cannot
 //! show it: their endpoint ports are not the apps' ports);
@@ -223,6 +223,14 @@ const DESTINATION_RULE: &[Capability] = destination_rule![
 
 const SERVICE_ENTRY_TEST: &str = "proxy/tests/routing.rs::service_entries_route_to_their_endpoints";
 
+const ENTRIES_DNS_TEST: &str =
+    "proxy/tests/entries.rs::hosts_only_entries_resolve_by_dns_and_refuse_the_rest";
+const ENTRIES_TCP_TEST: &str =
+    "proxy/tests/entries.rs::tcp_and_tls_entries_match_by_resolved_address_and_server_name";
+
+const ENTRIES_INTERNAL_TEST: &str =
+    "proxy/tests/entries.rs::mesh_internal_entries_speak_mtls_to_their_account";
+
 const SERVICE_ENTRY: &[Capability] = &[
     on("hosts", ANY, SERVICE_ENTRY_TEST),
     on("addresses", ANY, SERVICE_ENTRY_TEST),
@@ -230,15 +238,29 @@ const SERVICE_ENTRY: &[Capability] = &[
     on("ports[].name", ANY, SERVICE_ENTRY_TEST),
     on("ports[].protocol", ANY, SERVICE_ENTRY_TEST),
     on("ports[].targetPort", ANY, SERVICE_ENTRY_TEST),
-    // NONE (as addressed) works for opaque TCP only: HTTP to such an
-    // entry finds no endpoint.
     on("resolution", Values::OneOf(&["STATIC"]), SERVICE_ENTRY_TEST),
+    // Names the proxy resolves itself, hosts-only entries by Host.
+    on(
+        "resolution",
+        Values::OneOf(&["DNS", "DNS_ROUND_ROBIN"]),
+        ENTRIES_DNS_TEST,
+    ),
+    // As addressed; hosts-only TCP by the address the host resolves to,
+    // TLS by server name.
+    on("resolution", Values::OneOf(&["NONE"]), ENTRIES_TCP_TEST),
     // Outside the mesh: plaintext to the endpoints as they are addressed.
     on(
         "location",
         Values::OneOf(&["MESH_EXTERNAL"]),
         SERVICE_ENTRY_TEST,
     ),
+    // Meshed endpoints: mTLS, proving their ServiceAccount.
+    on(
+        "location",
+        Values::OneOf(&["MESH_INTERNAL"]),
+        ENTRIES_INTERNAL_TEST,
+    ),
+    on("endpoints[].serviceAccount", ANY, ENTRIES_INTERNAL_TEST),
     on("endpoints[].address", ANY, SERVICE_ENTRY_TEST),
     on("endpoints[].ports.*", ANY, SERVICE_ENTRY_TEST),
     // What DestinationRule subsets select.

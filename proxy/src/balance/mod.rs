@@ -36,6 +36,8 @@ pub struct Cluster {
     /// `<namespace>/<name>:<port>[/<subset>]`.
     pub name: String,
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// Resolution NONE: requests go as the app addressed them.
+    pub passthrough: bool,
     pub balance: Balance,
     /// Slow start of endpoints that joined.
     pub warmup: Option<Duration>,
@@ -253,6 +255,7 @@ impl Clusters {
                             None => Arc::new(Endpoint::new(e.clone())),
                         })
                         .collect(),
+                    passthrough: spec.passthrough,
                     balance: spec.balance.clone(),
                     warmup: spec.warmup,
                     outlier: spec.outlier.clone(),

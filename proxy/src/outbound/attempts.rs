@@ -69,6 +69,14 @@ impl Sendable {
             ReadBody::Stream(body) => Sendable::Kept(Replayable::new(body)),
         })
     }
+
+    /// The body of one attempt.
+    pub fn attempt(&self) -> Body {
+        match self {
+            Sendable::Whole(bytes) => full(bytes.clone()),
+            Sendable::Kept(kept) => kept.attempt(),
+        }
+    }
 }
 
 impl Attempts<'_> {
@@ -177,11 +185,7 @@ impl Attempts<'_> {
                 .identity()
                 .unwrap_or_default()
                 .clone_into(dst_identity);
-            let body = match sendable {
-                Sendable::Whole(bytes) => full(bytes.clone()),
-                Sendable::Kept(kept) => kept.attempt(),
-            };
-            let request = outgoing(self.parts, self.host, body);
+            let request = outgoing(self.parts, self.host, sendable.attempt());
             let in_flight = endpoint.start();
             let sent = std::time::Instant::now();
             let send = self.ctx.clients.send(

@@ -126,26 +126,24 @@ impl Call<'_> {
         let (mut parts, body) = request.into_parts();
         let (service, port) = match table.destination(self.original) {
             Destination::Service { service, port } => (service, port),
+            // Known by name only: the Host says which entry, if any.
+            Destination::Named { port } => match (table.named(&host, port), table.unknown()) {
+                (Some(service), _) => (service, port),
+                (None, Destination::Refuse) => {
+                    self.ctx.metrics().egress.refused(&host, "http");
+                    return local(StatusCode::BAD_GATEWAY, "registry-only");
+                }
+                (None, _) => {
+                    let request = outgoing(&parts, &host, incoming(body));
+                    return self.direct(self.original, None, request).await;
+                }
+            },
             Destination::Pod(endpoint) => {
                 // A pod addressed directly: no routes, that endpoint.
                 labels.dst_identity = endpoint.identity.clone().unwrap_or_default();
                 let request = outgoing(&parts, &host, incoming(body));
                 let identity = endpoint.identity.as_deref();
-                return match self
-                    .ctx
-                    .clients
-                    .send(
-                        endpoint.addr,
-                        identity,
-                        self.app,
-                        request,
-                        Options::default(),
-                    )
-                    .await
-                {
-                    Ok(response) => response,
-                    Err(failure) => failure.response(),
-                };
+                return self.direct(endpoint.addr, identity, request).await;
             }
             // The configuration changed under an open connection.
             Destination::Passthrough | Destination::Refuse => {
@@ -262,6 +260,11 @@ impl Call<'_> {
             _ => None,
         };
 
+        // A destination resolved NONE: as the app addressed it.
+        if cluster.passthrough {
+            let request = outgoing(&parts, &host, body.attempt());
+            return self.direct(self.original, None, request).await;
+        }
         let attempts = Attempts {
             ctx: self.ctx,
             app: self.app,
@@ -296,6 +299,27 @@ impl Call<'_> {
             response.headers_mut().append(SET_COOKIE, cookie);
         }
         response
+    }
+}
+
+impl Call<'_> {
+    /// Sends a request to one address, no balancing or retries.
+    async fn direct(
+        &self,
+        addr: SocketAddr,
+        identity: Option<&str>,
+        request: Request<Body>,
+    ) -> Response<Body> {
+        let options = Options::default();
+        match self
+            .ctx
+            .clients
+            .send(addr, identity, self.app, request, options)
+            .await
+        {
+            Ok(response) => response,
+            Err(failure) => failure.response(),
+        }
     }
 }
 

@@ -42,14 +42,15 @@ pub async fn connection(
     let destination = snapshot
         .as_ref()
         .map(|s| (s, s.table.destination(original)));
-    // A service with TLS routes: its ClientHello (peeked, within
-    // DETECT_TIMEOUT) names the server.
+    // A service with TLS routes, or an address known only by name: its
+    // ClientHello (peeked, within DETECT_TIMEOUT) names the server.
     let sni = match &destination {
         Some((snapshot, Destination::Service { service, port }))
             if snapshot.table.routes_tls(*service, *port) =>
         {
             server_name(&peek_opening(&client).await?)
         }
+        Some((_, Destination::Named { .. })) => server_name(&peek_opening(&client).await?),
         _ => None,
     };
     let detection = destination.and_then(|(snapshot, destination)| match destination {
@@ -59,6 +60,9 @@ pub async fn connection(
             Protocol::Detect => Some(Some(DETECT_TIMEOUT)),
         },
         Destination::Pod(_) => Some(Some(DETECT_TIMEOUT)),
+        // No ClientHello: HTTP names its host.
+        Destination::Named { .. } if sni.is_none() => Some(Some(DETECT_TIMEOUT)),
+        Destination::Named { .. } => None,
         Destination::Passthrough | Destination::Refuse => None,
     });
     let (protocol, opening) = match detection {

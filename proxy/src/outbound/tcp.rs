@@ -52,7 +52,14 @@ pub fn plan(
 ) -> (Plan, Option<InFlight>) {
     let original = opened.original;
     let table = &snapshot.table;
-    let (target, in_flight) = match table.destination(original) {
+    let destination = match table.destination(original) {
+        Destination::Named { port } => match opened.sni.and_then(|n| table.named(n, port)) {
+            Some(service) => Destination::Service { service, port },
+            None => table.unknown(),
+        },
+        other => other,
+    };
+    let (target, in_flight) = match destination {
         Destination::Service { service, port } => {
             let source = Source {
                 labels: opened.labels,
@@ -83,7 +90,9 @@ pub fn plan(
             }
         }
         Destination::Pod(target) => (target, None),
-        Destination::Passthrough => return (Plan::Plain(original), None),
+        Destination::Passthrough | Destination::Named { .. } => {
+            return (Plan::Plain(original), None);
+        }
         Destination::Refuse => return (Plan::Refuse, None),
     };
     match target.identity {
@@ -123,6 +132,8 @@ where
     match plan {
         Plan::Refuse => {
             transport::refused(metrics, Direction::Outbound, "registry-only");
+            let destination = sni.map_or_else(|| original.to_string(), str::to_owned);
+            metrics.egress.refused(&destination, "tcp");
             Err(std::io::Error::other(format!(
                 "{original} is not a known destination and the outbound policy is REGISTRY_ONLY"
             )))

@@ -10,6 +10,7 @@
 //! cluster a backend names.
 
 pub mod cors;
+pub mod entries;
 pub mod fault;
 pub mod filters;
 pub mod l4;
@@ -26,6 +27,7 @@ use plexus_config::{
     OutlierDetection, PortPolicy, Protocol, ProxyConfig, Service, TrafficPolicy,
 };
 
+pub use entries::Resolved;
 pub use matches::{RequestInfo, Source, TableError};
 pub use route::Route;
 
@@ -54,6 +56,8 @@ pub struct ClusterSpec {
     /// configuration versions (the balance state is kept by it).
     pub name: String,
     pub endpoints: Vec<EndpointSpec>,
+    /// Resolution NONE: no endpoints, connections go as addressed.
+    pub passthrough: bool,
     pub balance: Balance,
     /// Slow start of new endpoints (`loadBalancer.warmupDurationSecs`).
     pub warmup: Option<std::time::Duration>,
@@ -76,6 +80,10 @@ pub enum Destination {
     Service { service: usize, port: u16 },
     /// A pod of a known service addressed directly.
     Pod(EndpointSpec),
+    /// Unknown by address, on a port hosts-only ServiceEntries declare:
+    /// known by the request's Host or the ClientHello's server name, if
+    /// at all (`Table::named`).
+    Named { port: u16 },
     /// Unknown: as addressed.
     Passthrough,
     /// Unknown, under the REGISTRY_ONLY outbound policy.
@@ -88,6 +96,10 @@ pub struct Table {
     pub config: Arc<ProxyConfig>,
     by_addr: HashMap<(IpAddr, u16), usize>,
     by_host: HashMap<String, usize>,
+    /// Hosts-only ServiceEntries, by port.
+    named: entries::Named,
+    /// The names this table's destinations need resolved.
+    names: std::collections::BTreeSet<String>,
     /// Each meshed pod's identity (none when unmeshed) and its plaintext
     /// ports.
     by_pod: HashMap<IpAddr, (Option<String>, plexus_config::Plaintext)>,
@@ -101,10 +113,20 @@ pub struct Table {
 
 impl Table {
     pub fn new(config: Arc<ProxyConfig>) -> Result<Self, TableError> {
+        Self::with_resolved(config, &Resolved::new())
+    }
+
+    /// The table of `config`, with the names the proxy resolved.
+    pub fn with_resolved(
+        config: Arc<ProxyConfig>,
+        resolved: &Resolved,
+    ) -> Result<Self, TableError> {
         let mut table = Self {
             config: config.clone(),
             by_addr: HashMap::new(),
             by_host: HashMap::new(),
+            named: entries::Named::default(),
+            names: entries::names(config.services.iter()),
             by_pod: HashMap::new(),
             routes: Vec::with_capacity(config.services.len()),
             l4: Vec::with_capacity(config.services.len()),
@@ -123,6 +145,7 @@ impl Table {
             for host in &service.hosts {
                 table.by_host.entry(host.clone()).or_insert(index);
             }
+            table.named.add(index, service);
             table.routes.push(
                 service
                     .http
@@ -150,7 +173,7 @@ impl Table {
                         .insert((index, port.port, subset.cloned()), table.clusters.len());
                     table
                         .clusters
-                        .push(cluster(&config, service, port.port, subset));
+                        .push(cluster(&config, service, port.port, subset, resolved));
                 }
             }
             for endpoint in &service.endpoints {
@@ -164,7 +187,35 @@ impl Table {
                 }
             }
         }
+        // A hosts-only entry's hosts, as resolved, are its addresses for
+        // the connections that dial them (after every declared address).
+        for (index, service) in config.services.iter().enumerate() {
+            if !service.addresses.is_empty() {
+                continue;
+            }
+            for ip in service
+                .hosts
+                .iter()
+                .filter_map(|h| resolved.get(h))
+                .flatten()
+            {
+                for port in &service.ports {
+                    table.by_addr.entry((*ip, port.port)).or_insert(index);
+                }
+            }
+        }
         Ok(table)
+    }
+
+    /// The names the proxy must resolve for this table.
+    pub fn names(&self) -> &std::collections::BTreeSet<String> {
+        &self.names
+    }
+
+    /// The hosts-only ServiceEntry `name` (a Host or server name) stands
+    /// for on `port`.
+    pub fn named(&self, name: &str, port: u16) -> Option<usize> {
+        self.named.find(name, port)
     }
 
     pub fn service(&self, index: usize) -> Option<&Service> {
@@ -185,6 +236,16 @@ impl Table {
                 identity: identity.clone().filter(|_| !plaintext.on(original.port())),
             });
         }
+        if self.named.on_port(original.port()) {
+            return Destination::Named {
+                port: original.port(),
+            };
+        }
+        self.unknown()
+    }
+
+    /// Where a connection to an unknown destination goes.
+    pub fn unknown(&self) -> Destination {
         match self.config.outbound_policy {
             OutboundPolicy::AllowAny => Destination::Passthrough,
             OutboundPolicy::RegistryOnly => Destination::Refuse,
@@ -312,6 +373,7 @@ fn cluster(
     service: &Service,
     port: u16,
     subset: Option<&String>,
+    resolved: &Resolved,
 ) -> ClusterSpec {
     let service_port = service.ports.iter().find(|p| p.port == port);
     let subset_policy = subset
@@ -327,8 +389,12 @@ fn cluster(
         .endpoints
         .iter()
         .filter(|e| subset.is_none_or(|s| e.subsets.contains(s)))
-        .filter_map(|e| {
-            let ip = e.ip.parse::<IpAddr>().ok()?;
+        .flat_map(|e| {
+            entries::addresses(service, &e.ip, resolved)
+                .into_iter()
+                .map(move |ip| (e, ip))
+        })
+        .filter_map(|(e, ip)| {
             let target_port = e
                 .ports
                 .get(&port)
@@ -380,6 +446,7 @@ fn cluster(
     ClusterSpec {
         name,
         endpoints,
+        passthrough: service.resolution == plexus_config::Resolution::Passthrough,
         balance,
         warmup,
         pool,

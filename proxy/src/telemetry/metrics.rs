@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::egress::EgressMetrics;
 use super::policy::PolicyMetrics;
 use super::resilience::ResilienceMetrics;
 
@@ -135,6 +136,8 @@ pub struct Metrics {
     pub policy: PolicyMetrics,
     /// Ejections, overflows, retries not made.
     pub resilience: ResilienceMetrics,
+    /// Refusals under REGISTRY_ONLY, DNS lookups.
+    pub egress: EgressMetrics,
     pub reloads: Family<ReloadLabels, Counter>,
     registry: Registry,
 }
@@ -158,6 +161,7 @@ impl Default for Metrics {
             tcp_mtls: Family::default(),
             policy: PolicyMetrics::default(),
             resilience: ResilienceMetrics::default(),
+            egress: EgressMetrics::default(),
             reloads: Family::default(),
             registry: Registry::default(),
         };
@@ -228,6 +232,7 @@ impl Default for Metrics {
         );
         metrics.policy.register(&mut registry);
         metrics.resilience.register(&mut registry);
+        metrics.egress.register(&mut registry);
         registry.register(
             "reloads",
             "Configuration and certificate updates read, by result",

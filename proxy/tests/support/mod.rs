@@ -3,6 +3,7 @@
 //! fixed original destination in place of the redirection.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -122,7 +123,12 @@ pub fn serve(
 
 /// An app that echoes what it reads.
 pub async fn echo_app() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    echo_app_on("127.0.0.1", 0).await
+}
+
+/// [`echo_app`] on `ip` and `port` (any port when 0).
+pub async fn echo_app_on(ip: &str, port: u16) -> SocketAddr {
+    let listener = TcpListener::bind((ip, port)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
@@ -133,6 +139,21 @@ pub async fn echo_app() -> SocketAddr {
         }
     });
     addr
+}
+
+/// The first flight of a TLS client asking for `name`.
+pub fn client_hello(name: &str) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(name.to_owned()).expect("a name");
+    let mut client = rustls::ClientConnection::new(Arc::new(config), name).expect("a client");
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).expect("a ClientHello");
+    hello
 }
 
 /// Sends `message`, closes the writing side and returns all it reads.
@@ -319,12 +340,17 @@ pub async fn http_app(name: &'static str) -> (SocketAddr, Arc<AppLog>) {
 /// [`http_app`] on a loopback address of its own. It also sleeps for the
 /// milliseconds a request's `x-delay-<name>` header says.
 pub async fn http_app_on(ip: &str, name: &'static str) -> (SocketAddr, Arc<AppLog>) {
+    let listener = TcpListener::bind((ip, 0)).await.expect("bind");
+    http_app_listening(listener, name)
+}
+
+/// [`http_app`] on `listener`.
+pub fn http_app_listening(listener: TcpListener, name: &'static str) -> (SocketAddr, Arc<AppLog>) {
     use http_body_util::{BodyExt, Full, StreamBody};
     use hyper::body::Frame;
     use hyper::{Request, Response, StatusCode};
     type AppBody =
         http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::convert::Infallible>;
-    let listener = TcpListener::bind((ip, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let log = Arc::new(AppLog::default());
     let served = log.clone();

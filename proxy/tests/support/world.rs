@@ -95,6 +95,8 @@ pub struct World {
     proxies: Vec<(String, Arc<ProxyState>)>,
     name: String,
     dirs: Vec<std::path::PathBuf>,
+    /// The DNS server the client proxies ask (`World::resolve_with`).
+    dns: Option<SocketAddr>,
 }
 
 impl Drop for World {
@@ -232,6 +234,7 @@ impl World {
             proxies: Vec::new(),
             name: name.to_owned(),
             dirs: Vec::new(),
+            dns: None,
         };
         for (w, listener, app, log) in started {
             if w.down {
@@ -307,7 +310,17 @@ impl World {
             labels(pod_labels),
         );
         self.proxies.push((namespace.to_owned(), state.clone()));
+        if let Some(dns) = self.dns {
+            let resolver = plexus_proxy::dns::resolver(Some(dns)).expect("a resolver");
+            tokio::spawn(plexus_proxy::dns::run(state.clone(), resolver));
+        }
         (addr, state)
+    }
+
+    /// Client proxies started from now on run their DNS lookups against
+    /// `server`.
+    pub fn resolve_with(&mut self, server: SocketAddr) {
+        self.dns = Some(server);
     }
 
     /// Compiles the workloads and Services with `resources` instead of

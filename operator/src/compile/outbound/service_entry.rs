@@ -71,7 +71,8 @@ fn convert(
     let resolution = match &spec.resolution {
         None | Some(Resolution::None) => cfg::Resolution::Passthrough,
         Some(Resolution::Static) => cfg::Resolution::Endpoints,
-        Some(Resolution::Dns | Resolution::DnsRoundRobin) => cfg::Resolution::Dns,
+        Some(Resolution::Dns) => cfg::Resolution::Dns,
+        Some(Resolution::DnsRoundRobin) => cfg::Resolution::DnsRoundRobin,
         Some(other) => {
             check.known("spec.resolution", other.as_str(), false, Resolution::VALUES);
             cfg::Resolution::Passthrough
@@ -88,6 +89,11 @@ fn convert(
             target_port: p.target_port.and_then(|t| u16::try_from(t).ok()),
         })
         .collect();
+    let internal = matches!(spec.location, Some(Location::MeshInternal));
+    let dns = matches!(
+        resolution,
+        cfg::Resolution::Dns | cfg::Resolution::DnsRoundRobin
+    );
     let mut endpoints = Vec::new();
     let mut labels = Vec::new();
     for (i, e) in spec.endpoints.iter().enumerate() {
@@ -107,12 +113,34 @@ fn convert(
                     Some((p.port, u16::try_from(target).ok()?))
                 })
                 .collect(),
+            // MESH_INTERNAL: a sidecar runs there, proving the endpoint's
+            // ServiceAccount (mTLS, as to a pod).
+            sa: e.service_account.clone().filter(|_| internal),
+            meshed: internal && e.service_account.is_some(),
             ..Default::default()
         });
         labels.push(e.labels.clone());
     }
     if resolution == cfg::Resolution::Endpoints && endpoints.is_empty() {
         check.invalid("spec.endpoints", "resolution STATIC needs endpoints");
+    }
+    // DNS without endpoints: the hosts themselves are resolved (wildcards
+    // cannot be).
+    if dns && endpoints.is_empty() {
+        for (i, host) in spec.hosts.iter().enumerate() {
+            if host.starts_with('*') {
+                check.invalid(
+                    format!("spec.hosts[{i}]"),
+                    "a wildcard host cannot be resolved by DNS: list endpoints",
+                );
+                continue;
+            }
+            endpoints.push(cfg::Endpoint {
+                ip: host.clone(),
+                ..Default::default()
+            });
+            labels.push(BTreeMap::new());
+        }
     }
     let service = cfg::Service {
         namespace: key.namespace.clone(),
@@ -121,7 +149,7 @@ fn convert(
         addresses: spec.addresses.clone(),
         ports,
         resolution,
-        external: !matches!(spec.location, Some(Location::MeshInternal)),
+        external: !internal,
         endpoints,
         ..Default::default()
     };
@@ -157,6 +185,51 @@ mod tests {
         assert_eq!(service.ports[0].protocol, cfg::Protocol::Http);
         assert_eq!(service.endpoints[0].ports, BTreeMap::from([(80, 8080)]));
         assert!(service.external);
+    }
+
+    #[test]
+    fn dns_without_endpoints_resolves_the_hosts() {
+        let spec: ServiceEntrySpec = serde_json::from_value(serde_json::json!({
+            "hosts": ["legacy.example.test"],
+            "ports": [{"number": 8080, "name": "http", "protocol": "HTTP"}],
+            "resolution": "DNS_ROUND_ROBIN"
+        }))
+        .expect("spec");
+        let mut check = Check::default();
+        let (service, _) = convert(
+            &spec,
+            &key(),
+            vec!["legacy.example.test".into()],
+            &mut check,
+        );
+        assert!(check.ok());
+        assert_eq!(service.resolution, cfg::Resolution::DnsRoundRobin);
+        assert_eq!(service.endpoints[0].ip, "legacy.example.test");
+        let wildcard: ServiceEntrySpec = serde_json::from_value(serde_json::json!({
+            "hosts": ["*.example.test"], "resolution": "DNS"
+        }))
+        .expect("spec");
+        let mut check = Check::default();
+        convert(&wildcard, &key(), vec!["*.example.test".into()], &mut check);
+        assert!(!check.ok());
+    }
+
+    #[test]
+    fn mesh_internal_endpoints_prove_their_account() {
+        let spec: ServiceEntrySpec = serde_json::from_value(serde_json::json!({
+            "hosts": ["vm.example.test"],
+            "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+            "location": "MESH_INTERNAL",
+            "resolution": "STATIC",
+            "endpoints": [{"address": "198.51.100.9", "serviceAccount": "vm"}]
+        }))
+        .expect("spec");
+        let mut check = Check::default();
+        let (service, _) = convert(&spec, &key(), vec!["vm.example.test".into()], &mut check);
+        assert!(check.ok());
+        assert!(!service.external);
+        assert_eq!(service.endpoints[0].sa.as_deref(), Some("vm"));
+        assert!(service.endpoints[0].meshed);
     }
 
     #[test]
