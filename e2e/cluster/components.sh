@@ -217,13 +217,19 @@ start_dns() {
     start_daemon dns-sync "$HERE/cluster.sh" dns-sync
 }
 
-# Keeps the DNS hosts file in step with the Services (run as a daemon).
+# Keeps the DNS hosts file in step with the Services (run as a daemon), and
+# with the names ConfigMap kube-system/cluster-dns-hosts lists in /etc/hosts
+# form (key `hosts`): what a CoreDNS `hosts` block would serve, for names
+# outside Kubernetes' Services.
 dns_sync_loop() {
-    local current="" services
+    local current="" services extra
     while true; do
         if services=$(kubectl_admin get services --all-namespaces -o \
             jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.{.metadata.namespace}.svc.cluster.local{"\n"}{end}' 2>/dev/null); then
-            services=$(awk '$1 != "" && $1 != "None"' <<<"$services" | sort)
+            extra=$(kubectl_admin get configmap cluster-dns-hosts --namespace kube-system \
+                -o jsonpath='{.data.hosts}' 2>/dev/null || true)
+            services=$(printf '%s\n%s\n' "$services" "$extra" |
+                awk 'NF >= 2 && $1 != "None" && $1 !~ /^#/' | sort)
             if [[ $services != "$current" ]]; then
                 printf '%s\n' "$services" >"$DNS_HOSTS.new" && mv "$DNS_HOSTS.new" "$DNS_HOSTS"
                 local pid
