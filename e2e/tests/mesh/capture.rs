@@ -5,6 +5,7 @@
 //! with a DestinationRule ISTIO_MUTUAL it speaks mTLS (TLS records only,
 //! the request line nowhere).
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,16 +70,29 @@ impl Capture {
     fn start(name: &str, filter: &str) -> anyhow::Result<Capture> {
         let file = std::env::temp_dir().join(format!("plexus-e2e-{name}.pcap"));
         let _ = std::fs::remove_file(&file);
-        let child = Command::new("tcpdump")
+        let mut child = Command::new("tcpdump")
             .args(["-i", "any", "-nn", "-U", "-s", "0", "-w"])
             .arg(&file)
             .arg(filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .context("tcpdump (installed by e2e/cluster/cluster.sh up)")?;
-        // tcpdump opens its interfaces before the first packet counts.
-        std::thread::sleep(Duration::from_secs(1));
+        // Capturing once tcpdump says it listens (opening every interface
+        // can take seconds on a busy machine); its other lines are drained.
+        let stderr = child.stderr.take().context("tcpdump's stderr")?;
+        let (listening, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening on") {
+                    let _ = listening.send(());
+                }
+            }
+        });
+        if heard.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            bail!("tcpdump did not start listening within 20 s");
+        }
         Ok(Capture { child, file })
     }
 
@@ -139,6 +153,7 @@ pub async fn disable_is_cleartext_and_istio_mutual_is_tls(
     let started = Instant::now();
     let (cleartext, tls) = loop {
         let (cleartext, tls) = captured(client, namespace, &filter, "capture-disable").await?;
+        println!("  DISABLE capture: {cleartext} cleartext request lines, {tls} TLS records");
         if cleartext >= 5 {
             break (cleartext, tls);
         }
@@ -166,6 +181,7 @@ pub async fn disable_is_cleartext_and_istio_mutual_is_tls(
     let started = Instant::now();
     let (cleartext, tls) = loop {
         let (cleartext, tls) = captured(client, namespace, &filter, "capture-mutual").await?;
+        println!("  ISTIO_MUTUAL capture: {cleartext} cleartext request lines, {tls} TLS records");
         if cleartext == 0 && tls > 0 {
             break (cleartext, tls);
         }
