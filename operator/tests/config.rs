@@ -19,7 +19,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use kube::{Client, ResourceExt};
-use plexus_config::{CONFIG_KEY, CONFIGMAP_NAME, ProxyConfig};
+use plexus_config::{CONFIG_KEY, CONFIGMAP_NAME, ProxyConfig, Resolution};
 use plexus_e2e::{FIELD_MANAGER, in_namespace, test_server_image};
 use serde_json::{Value, json};
 
@@ -205,7 +205,7 @@ const SEED_STATUS: &[(&str, &str, &str, &str, &str)] = &[
     ("DestinationRule", "myapp", "Accepted", "True", "Programmed"),
     ("AuthorizationPolicy", "myapp-policy", "Accepted", "True", "Programmed"),
     ("TrafficSplit", "myapp-canary", "Accepted", "True", "Programmed"),
-    ("ServiceEntry", "remote-service", "UnimplementedFields", "True", "Programmed"),
+    ("ServiceEntry", "remote-service", "Accepted", "True", "Programmed"),
 ];
 
 /// The messages the acceptance names: (kind, name, condition,
@@ -362,17 +362,23 @@ async fn seeds_get_honest_status_and_broken_resources_are_rejected() -> anyhow::
                 return Err(error.context(format!("{type_} is {current:?}")));
             }
         }
-        // In force, but not all of it: the proxy resolves no DNS yet.
-        let partial = condition(&client, &ns, "ServiceEntry", "remote-service", "Programmed").await?.context("Programmed")?;
-        let message = partial["message"].as_str().unwrap_or_default();
-        ensure!(
-            message.contains("; not in force: ") && message.contains("spec.resolution=DNS"),
-            "ServiceEntry remote-service Programmed: {message}"
-        );
         println!("every seed has its honest status:\n{}", kubectl_get(&ns));
 
         // The configuration holds what the seeds say.
         let proxy = config(&client, &ns).await?;
+        // Every field of the DNS entry is in force: the proxy resolves the
+        // host itself.
+        let remote = proxy
+            .services
+            .iter()
+            .find(|s| s.hosts == ["remote-service.cluster2.svc.cluster.local"])
+            .context("remote-service in the configuration")?;
+        ensure!(remote.resolution == Resolution::Dns, "remote-service resolves by DNS: {:?}", remote.resolution);
+        ensure!(
+            remote.endpoints.iter().map(|e| e.ip.as_str()).collect::<Vec<_>>() == ["remote-service.cluster2.svc.cluster.local"],
+            "remote-service's endpoint is its host: {:?}",
+            remote.endpoints
+        );
         let host = |name: &str| format!("{name}.{ns}.svc.cluster.local");
         let reviews = proxy.services.iter().find(|s| s.hosts[0] == host("reviews")).context("reviews in the configuration")?;
         ensure!(reviews.http.iter().any(|r| r.name == format!("VirtualService/{ns}/reviews")), "reviews has its VirtualService routes");
