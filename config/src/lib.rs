@@ -150,6 +150,20 @@ pub struct ProxyConfig {
     /// Gateways of this namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<Gateway>,
+    /// The DestinationRules' `credentialName` Secrets of this namespace
+    /// (the client's, as in Istio), by name: only their CA certificates,
+    /// which are public. The proxy never reads Secrets but its own identity.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub credentials: std::collections::BTreeMap<String, Credential>,
+}
+
+/// What a proxy is given of a `credentialName` Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    /// The certificates (PEM) a server's chain must lead to: the Secret's
+    /// `ca.crt` (or `cacert`).
+    pub ca_certificates: String,
 }
 
 /// Errors reading a configuration.

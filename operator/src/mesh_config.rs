@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -155,6 +155,8 @@ struct Stores {
     endpoints: Endpoints,
     /// The key sets of the RequestAuthentications' `jwksUri`s.
     jwks: Arc<Jwks>,
+    /// Secrets, slimmed to their CA certificates (`credentialName`).
+    secrets: Store<Secret>,
 }
 
 /// Watches `api` into a store, signalling `dirty` when an object appears or
@@ -232,6 +234,11 @@ fn version<K: Resource>(object: &K) -> u64 {
 /// What the compiler reads of a pod.
 fn pod_fingerprint(pod: &Pod) -> u64 {
     hash(&snapshot::pod_view(pod))
+}
+
+/// The CA certificates a Secret holds (all that is kept of it).
+fn secret_fingerprint(secret: &Secret) -> u64 {
+    hash(&snapshot::credential(secret))
 }
 
 /// Nothing: only creation and deletion count (the operator's own ConfigMaps).
@@ -333,6 +340,15 @@ impl Stores {
                 existence,
             ),
             namespaces: watch(Api::all(client.clone()), all(), dirty, no_fields, version),
+            // Not the kinds that never hold a CA (the cluster's tokens, Helm's
+            // releases); a change elsewhere than the CA keys starts no pass.
+            secrets: watch(
+                Api::all(client.clone()),
+                all().fields("type!=kubernetes.io/service-account-token,type!=helm.sh/release.v1"),
+                dirty,
+                snapshot::slim_secret,
+                secret_fingerprint,
+            ),
             endpoints,
             jwks,
         };
@@ -342,6 +358,7 @@ impl Stores {
         wait_ready(&stores.pods).await;
         wait_ready(&stores.config_maps).await;
         wait_ready(&stores.namespaces).await;
+        wait_ready(&stores.secrets).await;
         if let Endpoints::Slices(s) = &stores.endpoints {
             wait_ready(s).await;
         }
@@ -389,6 +406,12 @@ impl Stores {
             services,
             endpoints,
             jwks: self.jwks.snapshot(),
+            credentials: self
+                .secrets
+                .state()
+                .iter()
+                .filter_map(|s| snapshot::credential(s))
+                .collect(),
             ..Default::default()
         };
         self.kinds.fill(&mut input);

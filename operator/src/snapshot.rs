@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -247,8 +247,33 @@ pub fn injected_namespaces(
     injected
 }
 
+/// The keys of a Secret that hold CA certificates, as Istio reads a
+/// `credentialName` Secret (`ca.crt` of a TLS Secret, `cacert` of a
+/// generic one).
+pub const CA_KEYS: [&str; 2] = ["ca.crt", "cacert"];
+
+/// Drops every key of a Secret but its CA certificates, and what the
+/// compiler does not read: the watch keeps no private key in memory.
+pub fn slim_secret(secret: &mut Secret) {
+    secret.metadata.managed_fields = None;
+    secret.metadata.annotations = None;
+    secret.string_data = None;
+    if let Some(data) = &mut secret.data {
+        data.retain(|key, _| CA_KEYS.contains(&key.as_str()));
+    }
+}
+
+/// A Secret's CA certificates, by its namespace and name; none when it
+/// holds none (or they are not text).
+pub fn credential(secret: &Secret) -> Option<((String, String), String)> {
+    let data = secret.data.as_ref()?;
+    let ca = CA_KEYS.iter().find_map(|key| data.get(*key))?;
+    let ca = String::from_utf8(ca.0.clone()).ok()?;
+    Some(((secret.namespace()?, secret.name_any()), ca))
+}
+
 /// The compiler's input from objects given as JSON (Namespaces, Services,
-/// Pods, the Mesh and the mesh's resources), converted as the controller
+/// Pods, Secrets, the Mesh and the mesh's resources), converted as the controller
 /// converts what its watches see: endpoints are the ready Pods matched to
 /// the Services' selectors (the 1.20 path). For tests and tools that read
 /// manifests.
@@ -279,6 +304,10 @@ pub fn input_from_objects(
                 &serde_json::from_value::<Pod>(object).map_err(bad)?,
             )),
             "Mesh" => input.mesh = serde_json::from_value(object["spec"].clone()).map_err(bad)?,
+            "Secret" => {
+                let secret: Secret = serde_json::from_value(object).map_err(bad)?;
+                input.credentials.extend(credential(&secret));
+            }
             _ => {
                 if !input.add_resource(object)? {
                     return Err(format!("unexpected kind {kind:?}"));
@@ -400,5 +429,45 @@ mod tests {
             injected,
             BTreeMap::from([("apps".into(), 0), ("demo".into(), 1)])
         );
+    }
+
+    #[test]
+    fn credentials_reach_only_their_namespace_and_only_their_ca() {
+        let mut secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "upstream-tls", "namespace": "demo"},
+            "data": {"ca.crt": "Y2E=", "tls.key": "a2V5", "tls.crt": "Y2VydA=="}
+        }))
+        .expect("Secret");
+        slim_secret(&mut secret);
+        let kept: Vec<&String> = secret.data.as_ref().expect("data").keys().collect();
+        assert_eq!(kept, ["ca.crt"], "no key stays in the watch's memory");
+        let namespace = |name: &str| {
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": name, "labels": {"plexus.dev/inject": "enabled"}}})
+        };
+        let objects = vec![
+            namespace("demo"),
+            namespace("apps"),
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "upstream-tls", "namespace": "demo"},
+                   "data": {"ca.crt": "Y2E=", "tls.key": "a2V5"}}),
+            json!({"apiVersion": "plexus.dev/v1alpha1", "kind": "ServiceEntry",
+                   "metadata": {"name": "upstream", "namespace": "demo"},
+                   "spec": {"hosts": ["upstream.example.com"], "resolution": "DNS",
+                            "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}]}}),
+            json!({"apiVersion": "plexus.dev/v1alpha1", "kind": "DestinationRule",
+                   "metadata": {"name": "upstream", "namespace": "demo"},
+                   "spec": {"host": "upstream.example.com",
+                            "trafficPolicy": {"tls": {"mode": "SIMPLE", "credentialName": "upstream-tls"}}}}),
+        ];
+        let input = input_from_objects(objects, "plexus-system", "cluster.local").expect("input");
+        let output = crate::compile::compile(&input);
+        let demo = &output.configs["demo"].credentials;
+        assert_eq!(demo.keys().collect::<Vec<_>>(), ["upstream-tls"]);
+        assert_eq!(demo["upstream-tls"].ca_certificates, "ca");
+        // The rule is seen in `apps` too, but the Secret is demo's.
+        assert!(output.configs["apps"].credentials.is_empty());
+        let json = serde_json::to_string(&output.configs["demo"]).expect("JSON");
+        assert!(!json.contains("a2V5") && !json.contains("key\""), "{json}");
     }
 }

@@ -68,6 +68,10 @@ macro_rules! define_kinds {
             pub endpoints: Vec<EndpointInput>,
             /// What was fetched from each `jwksUri` of the RequestAuthentications.
             pub jwks: BTreeMap<String, FetchedJwks>,
+            /// The CA certificates (PEM) of Secrets that hold one, by
+            /// namespace and name: what a DestinationRule's
+            /// `credentialName` may name.
+            pub credentials: BTreeMap<(String, String), String>,
             $(
                 #[doc = concat!("Every ", stringify!($kind), ".")]
                 pub $field: Vec<$ty>,
@@ -253,6 +257,8 @@ pub fn compile(input: &Input) -> Output {
     );
     let mut configs = BTreeMap::new();
     for namespace in input.injected.keys() {
+        let services = outbound.services_for(namespace, &mut state);
+        let credentials = credentials_for(&services, namespace, &input.credentials);
         let config = ProxyConfig {
             schema: plexus_config::SCHEMA.into(),
             namespace: namespace.clone(),
@@ -261,9 +267,10 @@ pub fn compile(input: &Input) -> Output {
                 "REGISTRY_ONLY" => plexus_config::OutboundPolicy::RegistryOnly,
                 _ => plexus_config::OutboundPolicy::AllowAny,
             },
-            services: outbound.services_for(namespace, &mut state),
+            services,
             inbound: inbounds.remove(namespace).unwrap_or_default(),
             gateways: outbound.gateways_for(namespace),
+            credentials,
         };
         configs.insert(namespace.clone(), config);
     }
@@ -271,6 +278,39 @@ pub fn compile(input: &Input) -> Output {
         configs,
         verdicts: state.verdicts,
     }
+}
+
+/// The `credentialName` Secrets the destinations of `namespace` name, as
+/// found in that namespace (the client's: a Secret elsewhere is never
+/// handed to its proxies). A name without a Secret is left out, and the
+/// proxy refuses to originate TLS with it.
+fn credentials_for(
+    services: &[plexus_config::Service],
+    namespace: &str,
+    secrets: &BTreeMap<(String, String), String>,
+) -> BTreeMap<String, plexus_config::Credential> {
+    let policies = services.iter().flat_map(|s| {
+        s.policy
+            .iter()
+            .chain(s.subsets.iter().filter_map(|subset| subset.policy.as_ref()))
+    });
+    policies
+        .flat_map(|p| {
+            p.tls
+                .iter()
+                .chain(p.ports.iter().filter_map(|port| port.tls.as_ref()))
+        })
+        .filter_map(|tls| tls.credential_name.as_ref())
+        .filter_map(|name| {
+            let ca = secrets.get(&(namespace.to_owned(), name.clone()))?;
+            Some((
+                name.clone(),
+                plexus_config::Credential {
+                    ca_certificates: ca.clone(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Compilation state: the input and the verdicts so far.

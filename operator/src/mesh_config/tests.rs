@@ -25,6 +25,7 @@ fn stores(objects: &[Value]) -> Stores {
         pods: store(of_kind(objects, "Pod")),
         namespaces: store(of_kind(objects, "Namespace")),
         config_maps: store(of_kind(objects, "PartialObjectMetadata")),
+        secrets: store(of_kind(objects, "Secret")),
         endpoints: Endpoints::Pods,
         jwks: Arc::new(
             crate::jwks::Jwks::new(crate::jwks::Settings {
