@@ -38,6 +38,7 @@ pub mod init;
 pub mod lifecycle;
 pub mod listen;
 pub mod original_dst;
+pub mod origination;
 pub mod outbound;
 pub mod policy;
 pub mod routing;

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
+use crate::origination::Origination;
 use crate::telemetry::metrics::{DirectionLabels, PeerLabels, RefusedLabels};
 use crate::telemetry::{Direction, Metrics};
 use crate::tls::{Tls, server_name, spiffe_id};
@@ -134,6 +135,34 @@ pub async fn connect_mtls(
     }
 }
 
+/// TLS over `tcp` to a server outside the mesh, as `origination` says,
+/// offering `alpn`, within [`HANDSHAKE_TIMEOUT`]. A failed handshake (or
+/// settings that cannot be acted on) counts in
+/// `tcp_refused{reason="origination"}`.
+pub async fn originate_tls(
+    metrics: &Metrics,
+    origination: &Origination,
+    tcp: TcpStream,
+    alpn: &[&[u8]],
+) -> std::io::Result<ClientTls> {
+    let addr = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let failed = |why: String| {
+        refused(metrics, Direction::Outbound, "origination");
+        std::io::Error::other(format!(
+            "TLS to {addr} ({:?}): {why}",
+            origination.server_name
+        ))
+    };
+    let config = origination.client_config(alpn).map_err(failed)?;
+    let handshake =
+        TlsConnector::from(config).connect(origination.server_name.clone(), buffered(tcp));
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(failed(error.to_string())),
+        Err(_) => Err(failed("timed out".into())),
+    }
+}
+
 /// Accepts mTLS from a peer proxy within [`HANDSHAKE_TIMEOUT`], requiring
 /// a client certificate from the mesh's roots: the stream and the peer's
 /// SPIFFE ID ("unknown" for a certificate without one).
@@ -214,17 +243,74 @@ fn mtls_opened(metrics: &Metrics, direction: Direction, peer: &str) {
         .inc();
 }
 
+/// A connection of hyper-util's pooled HTTP/1.1 client: plaintext, or TLS
+/// the proxy originates.
+pub enum Upstream {
+    Plain(TcpStream),
+    Tls(Box<ClientTls>),
+}
+
+impl AsyncRead for Upstream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Upstream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for Upstream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+/// ALPN of originated HTTP/1.1.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
 /// [`dial`] as a connector of hyper-util's pooled HTTP/1.1 client, for URIs
-/// `http://<address>:<port>/…`.
+/// `http://<address>:<port>/…`; then TLS when `origination` is set.
 #[derive(Clone)]
 pub struct Dialer {
     pub metrics: Arc<Metrics>,
     pub direction: Direction,
     pub options: DialOptions,
+    pub origination: Option<Arc<Origination>>,
 }
 
 impl tower_service::Service<Uri> for Dialer {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<Upstream>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
 
@@ -239,9 +325,14 @@ impl tower_service::Service<Uri> for Dialer {
                 .authority()
                 .and_then(|a| a.as_str().parse().ok())
                 .ok_or_else(|| std::io::Error::other(format!("{uri} has no address")))?;
-            dial_with(&dialer.metrics, dialer.direction, addr, dialer.options)
-                .await
-                .map(TokioIo::new)
+            let tcp = dial_with(&dialer.metrics, dialer.direction, addr, dialer.options).await?;
+            let upstream = match &dialer.origination {
+                Some(origination) => Upstream::Tls(Box::new(
+                    originate_tls(&dialer.metrics, origination, tcp, &[ALPN_HTTP1]).await?,
+                )),
+                None => Upstream::Plain(tcp),
+            };
+            Ok(TokioIo::new(upstream))
         })
     }
 }

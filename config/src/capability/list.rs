@@ -7,12 +7,14 @@
 //! Not here, so reported as not in force: VirtualService delegation,
 //! fault gRPC statuses, L4 matches' `gateways` and TCP/TLS routes to
 //! subsets (no test shows them yet); DestinationRule
-//! connection pools' TCP idle timeouts and protocol upgrades, TLS
-//! origination (SIMPLE, MUTUAL and their settings), locality, ring sizes,
-//! PASSTHROUGH;
-//! ServiceProfile dstOverrides; the Mesh's mtls.mode DISABLE and a
-//! PeerAuthentication's port-level DISABLE (the loopback proxies cannot
-//! show it: their endpoint ports are not the apps' ports);
+//! connection pools' TCP idle timeouts and protocol upgrades, MUTUAL TLS
+//! origination and `caCertificates`/`clientCertificate`/`privateKey` file
+//! paths (the proxy is given no client key, nor files), locality, ring
+//! sizes, PASSTHROUGH;
+//! ServiceProfile dstOverrides; the Mesh's mtls.mode DISABLE (the
+//! loopback proxies cannot show it: their endpoint ports are not the apps'
+//! ports; a PeerAuthentication's port-level DISABLE is shown on the
+//! cluster, by a capture of the wire);
 //! RateLimitPolicy route matches on `sourceLabels` (a server proxy does
 //! not know its caller's labels); Telemetry and Gateway (no gateway proxy
 //! yet).
@@ -53,6 +55,7 @@ const MIRRORS: &str = "proxy/tests/traffic.rs::mirrors_copy_requests_without_the
 const CORS: &str = "proxy/tests/traffic.rs::cors_answers_preflights_and_marks_answers";
 const L4_ROUTES: &str = "proxy/tests/traffic.rs::tcp_and_tls_routes_pick_backends";
 const MTLS: &str = "proxy/tests/inbound.rs::peer_authentication_modes_decide_plaintext";
+const ORIGINATE: &str = "proxy/tests/origination.rs::simple_tls_origination_verifies_the_server";
 
 const VIRTUAL_SERVICE: &[Capability] = &[
     on("hosts", ANY, SPLITS),
@@ -209,6 +212,11 @@ macro_rules! destination_rule {
                 on(concat!($level, "outlierDetection.maxEjectionPercent"), ANY, OUTLIER),
                 on(concat!($level, "outlierDetection.minHealthPercent"), ANY, OUTLIER),
                 on(concat!($level, "tls.mode"), Values::OneOf(&["DISABLE", "ISTIO_MUTUAL"]), PLAINTEXT),
+                on(concat!($level, "tls.mode"), Values::OneOf(&["SIMPLE"]), ORIGINATE),
+                on(concat!($level, "tls.sni"), ANY, ORIGINATE),
+                on(concat!($level, "tls.subjectAltNames"), ANY, ORIGINATE),
+                on(concat!($level, "tls.credentialName"), ANY, ORIGINATE),
+                on(concat!($level, "tls.insecureSkipVerify"), ANY, ORIGINATE),
             )*
         ]
     };
@@ -303,12 +311,21 @@ const MTLS_MODES: &[&str] = &["UNSET", "STRICT", "PERMISSIVE"];
 const PLAINTEXT: &str =
     "proxy/tests/traffic.rs::plaintext_where_peer_authentication_or_destination_rule_disables";
 
+/// A port-level DISABLE, on the cluster (endpoint ports are the apps').
+const PORT_PLAINTEXT: &str =
+    "e2e/tests/mesh/capture.rs::disable_is_cleartext_and_istio_mutual_is_tls";
+
 const PEER_AUTHENTICATION: &[Capability] = &[
     on("selector.matchLabels.*", ANY, MTLS),
     on("targetRef.**", ANY, MTLS),
     on("mtls.mode", Values::OneOf(MTLS_MODES), MTLS),
     on("mtls.mode", Values::OneOf(&["DISABLE"]), PLAINTEXT),
     on("portLevelMtls.*.mode", Values::OneOf(MTLS_MODES), MTLS),
+    on(
+        "portLevelMtls.*.mode",
+        Values::OneOf(&["DISABLE"]),
+        PORT_PLAINTEXT,
+    ),
 ];
 
 const AP_ACTIONS: &str = "proxy/tests/authz.rs::deny_allow_audit_and_their_targets";

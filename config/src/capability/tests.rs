@@ -35,9 +35,11 @@ fn names_values_that_are_not_enforced() {
         ["spec.trafficPolicy.loadBalancer.simple=PASSTHROUGH"]
     );
     let pa = json!({"mtls": {"mode": "DISABLE"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}});
+    assert!(report("PeerAuthentication", pa).is_empty());
+    let tls = json!({"host": "a", "trafficPolicy": {"tls": {"mode": "MUTUAL", "sni": "a"}}});
     assert_eq!(
-        report("PeerAuthentication", pa),
-        ["spec.portLevelMtls.8080.mode=DISABLE"]
+        report("DestinationRule", tls),
+        ["spec.trafficPolicy.tls.mode=MUTUAL"]
     );
     // Two capabilities of one field, each for some of its values.
     for mode in ["ALLOW_ANY", "REGISTRY_ONLY"] {

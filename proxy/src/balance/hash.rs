@@ -170,6 +170,7 @@ mod tests {
                     Arc::new(Endpoint::new(crate::routing::EndpointSpec {
                         addr: ([127, 0, 0, 10 + i], 8080).into(),
                         identity: None,
+                        origination: None,
                     }))
                 })
                 .collect()

@@ -240,6 +240,9 @@ impl Clusters {
             .iter()
             .map(|spec| {
                 let before = old.get(spec.name.as_str());
+                // An origination's TLS state (its session cache) is not
+                // part of its identity: it hashes and compares by its key.
+                #[allow(clippy::mutable_key_type)]
                 let endpoints: HashMap<&EndpointSpec, &Arc<Endpoint>> = before
                     .map(|c| c.endpoints.iter().map(|e| (&e.spec, e)).collect())
                     .unwrap_or_default();

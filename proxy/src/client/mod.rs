@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::detect::Detected;
 use crate::http::{Body, Failure, ORIG_PROTO, incoming};
+use crate::origination::Origination;
 use crate::state::ProxyState;
 use crate::telemetry::Direction;
 use crate::tls::ALPN_H2;
@@ -61,21 +62,29 @@ impl Options {
     }
 }
 
-/// An HTTP/2 connection slot per endpoint address, expected identity and
-/// options.
-type Slots = Mutex<HashMap<(SocketAddr, Option<String>, Options), Arc<Shared>>>;
+/// An HTTP/2 connection slot per endpoint address, expected identity,
+/// originated TLS and options.
+type Slots = Mutex<HashMap<(SocketAddr, Option<String>, Option<u64>, Options), Arc<Shared>>>;
+
+/// HTTP/1.1 pools by options and originated TLS (its key).
+type Http1Pools = Mutex<HashMap<(Options, Option<u64>), Client<Dialer, Body>>>;
 
 /// Upstream connections: HTTP/2 to endpoints, HTTP/1.1 pools to unmeshed
 /// endpoints (outbound) and to the app (inbound).
 pub struct Clients {
     state: Arc<ProxyState>,
     h2: Slots,
-    /// By options: each its own pool.
-    outbound_http1: Mutex<HashMap<Options, Client<Dialer, Body>>>,
+    /// By options and originated TLS: each its own pool.
+    outbound_http1: Http1Pools,
     inbound_http1: Client<Dialer, Body>,
 }
 
-fn pool(state: &Arc<ProxyState>, direction: Direction, options: Options) -> Client<Dialer, Body> {
+fn pool(
+    state: &Arc<ProxyState>,
+    direction: Direction,
+    options: Options,
+    origination: Option<&Arc<Origination>>,
+) -> Client<Dialer, Body> {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(
@@ -88,6 +97,7 @@ fn pool(state: &Arc<ProxyState>, direction: Direction, options: Options) -> Clie
             metrics: state.metrics.clone(),
             direction,
             options: options.dial,
+            origination: origination.cloned(),
         })
 }
 
@@ -95,30 +105,33 @@ impl Clients {
     pub fn new(state: Arc<ProxyState>) -> Self {
         Self {
             outbound_http1: Mutex::default(),
-            inbound_http1: pool(&state, Direction::Inbound, Options::default()),
+            inbound_http1: pool(&state, Direction::Inbound, Options::default(), None),
             h2: Mutex::default(),
             state,
         }
     }
 
     /// Sends a request to an endpoint at `addr` (which must prove
-    /// `identity` when set): HTTP/2 to meshed endpoints (and to any
-    /// endpoint when the app speaks HTTP/2), HTTP/1.1 to the others.
+    /// `identity` when set, or to which the proxy speaks TLS as
+    /// `origination` says): HTTP/2 to meshed endpoints (and to any endpoint
+    /// when the app speaks HTTP/2), HTTP/1.1 to the others.
     pub async fn send(
         &self,
         addr: SocketAddr,
         identity: Option<&str>,
+        origination: Option<&Arc<Origination>>,
         app: Detected,
         mut request: Request<Body>,
         options: Options,
     ) -> Result<Response<Body>, Failure> {
+        let originated = origination.map(|o| o.key);
         if identity.is_none() && app != Detected::Http2 {
             let client = self
                 .outbound_http1
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .entry(options)
-                .or_insert_with(|| pool(&self.state, Direction::Outbound, options))
+                .entry((options, originated))
+                .or_insert_with(|| pool(&self.state, Direction::Outbound, options, origination))
                 .clone();
             return http1(&client, addr, request).await;
         }
@@ -130,23 +143,25 @@ impl Clients {
         let slot = {
             let mut slots = self.h2.lock().unwrap_or_else(|p| p.into_inner());
             slots
-                .entry((addr, identity.map(str::to_owned), options))
+                .entry((addr, identity.map(str::to_owned), originated, options))
                 .or_default()
                 .clone()
         };
         let connection = slot
-            .get_or_connect(|| self.connect_h2(addr, identity, options))
+            .get_or_connect(|| self.connect_h2(addr, identity, origination, options))
             .await?;
         *request.version_mut() = http::Version::HTTP_2;
         request.headers_mut().remove(HOST);
         connection.send(request).await
     }
 
-    /// A new HTTP/2 connection to `addr`, over mTLS when `identity` is set.
+    /// A new HTTP/2 connection to `addr`, over mTLS when `identity` is set,
+    /// over originated TLS when `origination` is.
     async fn connect_h2(
         &self,
         addr: SocketAddr,
         identity: Option<&str>,
+        origination: Option<&Arc<Origination>>,
         options: Options,
     ) -> Result<Connection, Failure> {
         let metrics = &self.state.metrics;
@@ -154,6 +169,12 @@ impl Clients {
         let tcp = transport::dial_with(metrics, Direction::Outbound, addr, options.dial)
             .await
             .map_err(connect)?;
+        if let Some(origination) = origination {
+            let stream = transport::originate_tls(metrics, origination, tcp, &[ALPN_H2])
+                .await
+                .map_err(connect)?;
+            return Connection::handshake_with(stream, addr, options.lifetime).await;
+        }
         match identity {
             Some(identity) => {
                 let tls = self

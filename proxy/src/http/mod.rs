@@ -11,6 +11,8 @@ pub use body::{Body, BoxError, full, incoming};
 
 /// Set on responses the proxy makes itself, saying why.
 pub const PROXY_ERROR: &str = "plexus-proxy-error";
+/// Why a connection failed, beside [`PROXY_ERROR`]'s `connect-failure`.
+pub const PROXY_ERROR_DETAIL: &str = "plexus-proxy-error-detail";
 /// Carries the app's protocol from the client proxy to the server proxy.
 pub const ORIG_PROTO: &str = "plexus-orig-proto";
 
@@ -42,7 +44,16 @@ impl Failure {
     /// The response the caller gets for it.
     pub fn response(&self) -> Response<Body> {
         match self {
-            Self::Connect(_) => local(StatusCode::SERVICE_UNAVAILABLE, "connect-failure"),
+            Self::Connect(why) => {
+                let mut response = local(StatusCode::SERVICE_UNAVAILABLE, "connect-failure");
+                // What failed, for whoever debugs it (as Linkerd's
+                // l5d-proxy-error carries it); a text no header can hold
+                // is left out.
+                if let Ok(value) = HeaderValue::try_from(why.as_str()) {
+                    response.headers_mut().insert(PROXY_ERROR_DETAIL, value);
+                }
+                response
+            }
             Self::RefusedStream => local(StatusCode::SERVICE_UNAVAILABLE, "refused-stream"),
             Self::Reset(_) => local(StatusCode::SERVICE_UNAVAILABLE, "reset"),
             Self::Timeout => local(StatusCode::GATEWAY_TIMEOUT, "per-try-timeout"),

@@ -191,6 +191,7 @@ impl Attempts<'_> {
             let send = self.ctx.clients.send(
                 endpoint.addr(),
                 endpoint.identity(),
+                endpoint.spec.origination.as_ref(),
                 self.app,
                 request,
                 options,

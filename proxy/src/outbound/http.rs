@@ -314,7 +314,7 @@ impl Call<'_> {
         match self
             .ctx
             .clients
-            .send(addr, identity, self.app, request, options)
+            .send(addr, identity, None, self.app, request, options)
             .await
         {
             Ok(response) => response,

@@ -196,6 +196,7 @@ impl Copy {
         let send = self.ctx.clients.send(
             endpoint.addr(),
             endpoint.identity(),
+            endpoint.spec.origination.as_ref(),
             self.app,
             request,
             options,

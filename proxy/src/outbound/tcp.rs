@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::balance::InFlight;
 use crate::ctx::Ctx;
+use crate::origination::Origination;
 use crate::routing::l4::Connection;
 use crate::routing::{Destination, Source};
 use crate::state::Snapshot;
@@ -24,6 +26,12 @@ pub enum Plan {
     Mesh { addr: SocketAddr, identity: String },
     /// As addressed, in plaintext (unmeshed or unknown destinations).
     Plain(SocketAddr),
+    /// To a server outside the mesh over TLS the proxy originates
+    /// (DestinationRule SIMPLE).
+    Originate {
+        addr: SocketAddr,
+        origination: Arc<Origination>,
+    },
     /// Not at all: an unknown destination under the Mesh's REGISTRY_ONLY
     /// outbound policy.
     Refuse,
@@ -95,6 +103,10 @@ pub fn plan(
         }
         Destination::Refuse => return (Plan::Refuse, None),
     };
+    if let Some(origination) = target.origination {
+        let addr = target.addr;
+        return (Plan::Originate { addr, origination }, in_flight);
+    }
     match target.identity {
         Some(identity) => (
             Plan::Mesh {
@@ -146,6 +158,11 @@ where
         }
         Plan::Plain(addr) => {
             let server = transport::dial(metrics, Direction::Outbound, addr).await?;
+            transport::relay(metrics, Direction::Outbound, client, server).await
+        }
+        Plan::Originate { addr, origination } => {
+            let tcp = transport::dial(metrics, Direction::Outbound, addr).await?;
+            let server = transport::originate_tls(metrics, &origination, tcp, &[]).await?;
             transport::relay(metrics, Direction::Outbound, client, server).await
         }
         Plan::Mesh { addr, identity } => {

@@ -27,6 +27,8 @@ use plexus_config::{
     OutlierDetection, PortPolicy, Protocol, ProxyConfig, Service, TrafficPolicy,
 };
 
+use crate::origination::Origination;
+
 pub use entries::Resolved;
 pub use matches::{RequestInfo, Source, TableError};
 pub use route::Route;
@@ -37,6 +39,9 @@ pub struct EndpointSpec {
     pub addr: SocketAddr,
     /// The SPIFFE ID it must prove: set when a sidecar runs there.
     pub identity: Option<String>,
+    /// TLS the proxy speaks to it, outside the mesh (DestinationRule
+    /// SIMPLE): set only without `identity`.
+    pub origination: Option<Arc<Origination>>,
 }
 
 /// How a cluster picks among its endpoints.
@@ -234,6 +239,7 @@ impl Table {
             return Destination::Pod(EndpointSpec {
                 addr: original,
                 identity: identity.clone().filter(|_| !plaintext.on(original.port())),
+                origination: None,
             });
         }
         if self.named.on_port(original.port()) {
@@ -384,7 +390,14 @@ fn cluster(
     // endpoint; ISTIO_MUTUAL set explicitly speaks mTLS only, so endpoints
     // without a proxy are left out. Unset, each endpoint gets what it takes:
     // mTLS to a meshed one, unless its PeerAuthentication says DISABLE.
-    let tls = setting(&levels, port, |p| &p.tls, |p| &p.tls).map(|t| t.mode);
+    // SIMPLE (and MUTUAL) originate TLS to every endpoint, meshed or not.
+    let tls = setting(&levels, port, |p| &p.tls, |p| &p.tls);
+    let host = service.hosts.first().map_or("", String::as_str);
+    let origination = tls
+        .as_ref()
+        .filter(|t| matches!(t.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual))
+        .map(|t| Arc::new(Origination::new(t, host, &config.credentials)));
+    let tls = tls.map(|t| t.mode);
     let endpoints = service
         .endpoints
         .iter()
@@ -402,7 +415,9 @@ fn cluster(
                 .or(service_port.and_then(|p| p.target_port))
                 .unwrap_or(port);
             let identity = match tls {
-                Some(ClientTlsMode::Disable) => None,
+                Some(ClientTlsMode::Disable | ClientTlsMode::Simple | ClientTlsMode::Mutual) => {
+                    None
+                }
                 Some(ClientTlsMode::Mesh) => Some(identity(config, service, e)?),
                 _ if e.plaintext.on(target_port) => None,
                 _ => identity(config, service, e),
@@ -410,6 +425,7 @@ fn cluster(
             Some(EndpointSpec {
                 addr: SocketAddr::new(ip, target_port),
                 identity,
+                origination: origination.clone(),
             })
         })
         .collect();

@@ -1,0 +1,267 @@
+//! TLS the proxy originates to servers outside the mesh: a DestinationRule's
+//! `tls.mode: SIMPLE`. The app speaks plaintext to the proxy; the proxy
+//! speaks TLS to the server, sending `sni` (the destination's host when
+//! unset) and verifying the server's chain against the CA certificates of
+//! the rule's `credentialName` Secret, and its name against
+//! `subjectAltNames` (the server name when none are given), unless
+//! `insecureSkipVerify`.
+//!
+//! Without a CA there is nothing to verify against, and no connection is
+//! made (Istio would fall back to the system's roots; a sidecar image has
+//! none worth trusting). MUTUAL needs a client certificate the proxy is
+//! not given: it fails closed too. Either way the request fails with the
+//! reason, and nothing goes out in plaintext.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use plexus_config::{ClientTls, ClientTlsMode, Credential};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+
+/// How the proxy speaks TLS to one destination's servers.
+pub struct Origination {
+    /// What the settings hash to: connections are pooled by it.
+    pub key: u64,
+    /// The name in the ClientHello.
+    pub server_name: ServerName<'static>,
+    config: Result<ClientConfig, String>,
+}
+
+impl std::fmt::Debug for Origination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origination")
+            .field("server_name", &self.server_name)
+            .field("usable", &self.config.as_ref().map(|_| ()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Origination {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Origination {}
+
+impl std::hash::Hash for Origination {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl Origination {
+    /// The origination `tls` asks for to a destination named `host`, with
+    /// the namespace's `credentials`. Settings that cannot be acted on give
+    /// an origination that refuses to connect, saying why.
+    pub fn new(tls: &ClientTls, host: &str, credentials: &BTreeMap<String, Credential>) -> Self {
+        let name = tls.sni.as_deref().unwrap_or(host);
+        let credential = tls
+            .credential_name
+            .as_ref()
+            .map(|n| (n, credentials.get(n)));
+        let key = {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            BuildHasherDefault::<DefaultHasher>::default().hash_one((
+                tls.mode,
+                name,
+                &tls.subject_alt_names,
+                tls.insecure_skip_verify,
+                credential.and_then(|(_, c)| c).map(|c| &c.ca_certificates),
+            ))
+        };
+        let server_name = ServerName::try_from(name.to_owned())
+            .unwrap_or_else(|_| ServerName::try_from("invalid.sni").expect("a DNS name"));
+        let config = if ServerName::try_from(name).is_err() {
+            Err(format!("{name:?} is not a server name to send"))
+        } else {
+            config(tls, credential)
+        };
+        Self {
+            key,
+            server_name,
+            config,
+        }
+    }
+
+    /// The client configuration, offering `alpn`; why not when the
+    /// settings cannot be acted on.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
+        let mut config = self.config.clone()?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+}
+
+fn config(
+    tls: &ClientTls,
+    credential: Option<(&String, Option<&Credential>)>,
+) -> Result<ClientConfig, String> {
+    if tls.mode == ClientTlsMode::Mutual {
+        return Err(
+            "MUTUAL origination needs a client certificate, which this proxy is not given".into(),
+        );
+    }
+    let roots = match credential {
+        _ if tls.insecure_skip_verify => None,
+        Some((name, Some(credential))) => Some(roots(name, &credential.ca_certificates)?),
+        Some((name, None)) => {
+            return Err(format!(
+                "credentialName Secret {name:?} holds no ca.crt in this namespace (or does not exist)"
+            ));
+        }
+        None => {
+            return Err(
+                "SIMPLE origination verifies the server against a credentialName Secret's ca.crt; \
+                 there is none (or set insecureSkipVerify)"
+                    .into(),
+            );
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let names = tls
+        .subject_alt_names
+        .iter()
+        .map(|n| match ServerName::try_from(n.clone()) {
+            Ok(name) => Expected::Name(name),
+            Err(_) => Expected::Uri(n.clone()),
+        })
+        .collect();
+    let verifier = Verifier {
+        roots,
+        names,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(config)
+}
+
+fn roots(name: &str, pem: &str) -> Result<Arc<RootCertStore>, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("credentialName {name:?}: ca.crt: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("credentialName {name:?}: ca.crt: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "credentialName {name:?}: ca.crt holds no certificate"
+        ));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// A name the server's certificate must carry.
+#[derive(Debug)]
+enum Expected {
+    /// A DNS name or an IP address.
+    Name(ServerName<'static>),
+    /// Anything else, compared with the certificate's URI SANs.
+    Uri(String),
+}
+
+/// The server's chain must lead to `roots` (none: anything goes), and its
+/// certificate carry one of `names` (none: the server name sent).
+#[derive(Debug)]
+struct Verifier {
+    roots: Option<Arc<RootCertStore>>,
+    names: Vec<Expected>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let general = |what: &str, e: &dyn std::fmt::Display| {
+            rustls::Error::General(format!("the server's certificate {what}: {e}"))
+        };
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| general("", &e))?;
+        cert.verify_for_usage(
+            self.algorithms.all,
+            &roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| general("chain", &e))?;
+        if self.names.is_empty() {
+            return cert
+                .verify_is_valid_for_subject_name(server_name)
+                .map(|()| ServerCertVerified::assertion())
+                .map_err(|e| general("name", &e));
+        }
+        let uris = uri_sans(end_entity);
+        let carried = self.names.iter().any(|expected| match expected {
+            Expected::Name(name) => cert.verify_is_valid_for_subject_name(name).is_ok(),
+            Expected::Uri(uri) => uris.iter().any(|u| u == uri),
+        });
+        if carried {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server's certificate carries none of the subjectAltNames {:?}",
+                self.names
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => Some((*uri).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
