@@ -10,7 +10,7 @@ K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet ku
 
 PACKAGES=(
     etcd-server containerd runc containernetworking-plugins iptables nftables
-    iproute2 dnsmasq-base buildah busybox-static openssl gcc libc6-dev
+    iproute2 dnsmasq-base buildah busybox-static openssl gcc libc6-dev tcpdump
     golang-go rsync jq dpkg-dev
     golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
 )

@@ -61,6 +61,81 @@ pub async fn serve(port: u16, service: String) {
     }
 }
 
+/// HTTPS: a listener handing out TLS connections, for `axum::serve`, with
+/// the certificate and key of `dir` (`tls.crt`, `tls.key`: a mounted TLS
+/// Secret). A failed handshake is dropped.
+pub struct HttpsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl HttpsListener {
+    /// Listens on `port`; the process ends when it cannot, or when `dir`
+    /// holds no usable certificate.
+    pub async fn bind_or_exit(port: u16, dir: &str) -> Self {
+        let acceptor = match acceptor_from(dir) {
+            Ok(acceptor) => acceptor,
+            Err(error) => {
+                eprintln!("HTTPS_CERT_DIR {dir}: {error:#}");
+                std::process::exit(1);
+            }
+        };
+        let tcp = listen_or_exit(port, "HTTPS_PORT").await;
+        eprintln!("test-server serving HTTPS on :{port}");
+        Self { tcp, acceptor }
+    }
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, peer) = axum::serve::Listener::accept(&mut self.tcp).await;
+            match tokio::time::timeout(TIMEOUT, self.acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => return (tls, peer),
+                Ok(Err(error)) => eprintln!("HTTPS handshake from {peer}: {error}"),
+                Err(_) => eprintln!("HTTPS handshake from {peer}: timed out"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The address of an HTTPS connection's peer, for `ConnectInfo`.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpsPeer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpsListener>>
+    for HttpsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+fn acceptor_from(dir: &str) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    let read = |file: &str| {
+        std::fs::read(std::path::Path::new(dir).join(file)).with_context(|| format!("{dir}/{file}"))
+    };
+    let chain = CertificateDer::pem_slice_iter(&read("tls.crt")?)
+        .collect::<Result<Vec<_>, _>>()
+        .context("tls.crt")?;
+    let key = PrivateKeyDer::from_pem_slice(&read("tls.key")?).context("tls.key")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 fn acceptor() -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let certified = rcgen::generate_simple_self_signed(vec!["test-server".to_owned()])?;
     let cert = CertificateDer::from(certified.cert.der().to_vec());

@@ -23,8 +23,12 @@ use kube::{Client, ResourceExt};
 use plexus_e2e::demo::{self, PRODUCTPAGE, percent};
 use plexus_e2e::{apply_crds, client, in_namespace};
 
+#[path = "mesh/capture.rs"]
+mod capture;
 #[path = "mesh/entries.rs"]
 mod entries;
+#[path = "mesh/origination.rs"]
+mod origination;
 #[path = "mesh/resilience.rs"]
 mod resilience;
 #[path = "mesh/security.rs"]
@@ -186,6 +190,8 @@ async fn mesh_works(client: &Client, namespace: &str) -> anyhow::Result<()> {
     resilience::endpoints_fail_over_and_rollouts_drop_nothing(client, namespace).await?;
     traffic::routes_mirror_inject_and_split(client, namespace).await?;
     entries::service_entries_under_registry_only(client, namespace).await?;
+    origination::simple_origination_verifies_the_server(client, namespace).await?;
+    capture::disable_is_cleartext_and_istio_mutual_is_tls(client, namespace).await?;
     Ok(())
 }
 

@@ -37,6 +37,10 @@
 //! host:port&sni=NAME[&count=N]` makes such connections, with that SNI and
 //! no verification of the server, and tallies the answers.
 //!
+//! `HTTPS_PORT` serves everything above over TLS too, with the certificate
+//! and key in `HTTPS_CERT_DIR` (`tls.crt`, `tls.key`): a server outside the
+//! mesh that a proxy originates TLS to.
+//!
 //! `/jwks` is a key set store, for an issuer: PUT stores the body, GET
 //! answers it (404 until one is stored).
 //!
@@ -142,6 +146,31 @@ async fn main() -> anyhow::Result<()> {
             get(move || jwks_get(keys.clone())).put(move |body| jwks_put(stored.clone(), body)),
         )
         .fallback(move |connect, query, request| echo(server.clone(), connect, query, request));
+    if let Ok(https) = std::env::var("HTTPS_PORT") {
+        let https: u16 = https
+            .parse()
+            .map_err(|e| anyhow::anyhow!("HTTPS_PORT={https:?}: {e}"))?;
+        let dir = env_or("HTTPS_CERT_DIR", "/etc/test-server/tls");
+        let listener = tls::HttpsListener::bind_or_exit(https, &dir).await;
+        // The handlers read the peer as a SocketAddr, as on the plain port.
+        let app = app.clone().layer(axum::middleware::map_request(
+            |ConnectInfo(tls::HttpsPeer(peer)): ConnectInfo<tls::HttpsPeer>,
+             mut request: Request| async move {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
+        tokio::spawn(async move {
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<tls::HttpsPeer>(),
+            )
+            .await;
+            if let Err(error) = served {
+                eprintln!("HTTPS: {error}");
+            }
+        });
+    }
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await?;
     eprintln!("test-server listening on :{port}");
