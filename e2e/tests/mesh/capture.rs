@@ -76,7 +76,9 @@ impl Capture {
         // Immediate mode: each packet reaches tcpdump as it is captured (by
         // default the kernel hands them over in blocks, once a block fills
         // or a second passes, and a capture stopped sooner has nothing).
-        // `-Z root`: no privilege drop, so the file can be written anywhere.
+        // `-Z root`: no privilege drop, so the file can be written anywhere;
+        // `-B`: a 16 MiB buffer (a busy machine drops packets from the
+        // default 2 MiB).
         let mut child = Command::new("tcpdump")
             .args([
                 "-i",
@@ -84,6 +86,8 @@ impl Capture {
                 "-nn",
                 "-U",
                 "--immediate-mode",
+                "-B",
+                "16384",
                 "-Z",
                 "root",
                 "-s",
