@@ -64,28 +64,37 @@ impl Origination {
             .credential_name
             .as_ref()
             .map(|n| (n, credentials.get(n)));
-        let key = {
-            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-            BuildHasherDefault::<DefaultHasher>::default().hash_one((
-                tls.mode,
-                name,
-                &tls.subject_alt_names,
-                tls.insecure_skip_verify,
-                credential.and_then(|(_, c)| c).map(|c| &c.ca_certificates),
-            ))
-        };
-        let server_name = ServerName::try_from(name.to_owned())
-            .unwrap_or_else(|_| ServerName::try_from("invalid.sni").expect("a DNS name"));
-        let config = if ServerName::try_from(name).is_err() {
-            Err(format!("{name:?} is not a server name to send"))
-        } else {
-            config(tls, credential)
+        let (server_name, config) = match ServerName::try_from(name.to_owned()) {
+            Ok(server_name) => (server_name, config(tls, credential)),
+            // Never sent: the origination refuses to connect.
+            Err(_) => (
+                ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                Err(format!("{name:?} is not a server name to send")),
+            ),
         };
         Self {
-            key,
+            key: Self::key(tls, host, credentials),
             server_name,
             config,
         }
+    }
+
+    /// What [`Origination::new`] of these arguments hashes to: equal keys,
+    /// equal originations.
+    pub fn key(tls: &ClientTls, host: &str, credentials: &BTreeMap<String, Credential>) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let ca = tls
+            .credential_name
+            .as_ref()
+            .and_then(|n| credentials.get(n))
+            .map(|c| &c.ca_certificates);
+        BuildHasherDefault::<DefaultHasher>::default().hash_one((
+            tls.mode,
+            tls.sni.as_deref().unwrap_or(host),
+            &tls.subject_alt_names,
+            tls.insecure_skip_verify,
+            ca,
+        ))
     }
 
     /// The client configuration, offering `alpn`; why not when the

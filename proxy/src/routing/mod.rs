@@ -139,6 +139,7 @@ impl Table {
             clusters: Vec::new(),
             cluster_index: HashMap::new(),
         };
+        let mut originations = HashMap::new();
         for (index, service) in config.services.iter().enumerate() {
             for address in &service.addresses {
                 if let Ok(ip) = address.parse::<IpAddr>() {
@@ -176,9 +177,14 @@ impl Table {
                     table
                         .cluster_index
                         .insert((index, port.port, subset.cloned()), table.clusters.len());
-                    table
-                        .clusters
-                        .push(cluster(&config, service, port.port, subset, resolved));
+                    table.clusters.push(cluster(
+                        &config,
+                        service,
+                        port.port,
+                        subset,
+                        resolved,
+                        &mut originations,
+                    ));
                 }
             }
             for endpoint in &service.endpoints {
@@ -380,6 +386,7 @@ fn cluster(
     port: u16,
     subset: Option<&String>,
     resolved: &Resolved,
+    originations: &mut HashMap<u64, Arc<Origination>>,
 ) -> ClusterSpec {
     let service_port = service.ports.iter().find(|p| p.port == port);
     let subset_policy = subset
@@ -396,7 +403,15 @@ fn cluster(
     let origination = tls
         .as_ref()
         .filter(|t| matches!(t.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual))
-        .map(|t| Arc::new(Origination::new(t, host, &config.credentials)));
+        .map(|t| {
+            // Built once per table for all the clusters (ports, subsets)
+            // that ask for the same.
+            let key = Origination::key(t, host, &config.credentials);
+            originations
+                .entry(key)
+                .or_insert_with(|| Arc::new(Origination::new(t, host, &config.credentials)))
+                .clone()
+        });
     let tls = tls.map(|t| t.mode);
     let endpoints = service
         .endpoints
