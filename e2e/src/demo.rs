@@ -610,6 +610,30 @@ pub fn rollouts_done(namespace: &str, deployments: &[&str]) -> anyhow::Result<()
     Ok(())
 }
 
+/// A ServiceAccount `name` and a one-replica Deployment `name` (pods
+/// labelled `app: name`) whose pod spec is `spec`, as
+/// [`test_server_spec`] writes it: YAML documents, each after a `---`.
+pub fn test_server_deployment(name: &str, spec: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:{spec}
+"#
+    )
+}
+
 /// A pod template's spec (YAML, indented for `spec:` of a template) for
 /// the test server as `name` (its ServiceAccount and SERVICE), listening
 /// on `listen`, its container port `http` 9080, Ready when `/healthz`

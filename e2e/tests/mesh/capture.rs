@@ -18,28 +18,15 @@ use plexus_e2e::demo::{self, call_with, kubectl, kubectl_apply};
 fn server(image: &str) -> String {
     let spec = demo::test_server_spec(image, "plain", 9080, "http", "", "");
     format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: plain}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: plain}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: plain}}}}
-  template:
-    metadata: {{labels: {{app: plain}}}}
-    spec:{spec}
----
+        r#"{}---
 apiVersion: v1
 kind: Service
 metadata: {{name: plain}}
 spec:
   selector: {{app: plain}}
   ports: [{{name: http, port: 9080, targetPort: http}}]
-"#
+"#,
+        demo::test_server_deployment("plain", &spec)
     )
 }
 

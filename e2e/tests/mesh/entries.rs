@@ -24,24 +24,7 @@ fn outside(image: &str) -> String {
             "- {name: TCP_ECHO_PORT, value: \"9090\"}",
             "- {name: tcp-echo, containerPort: 9090}",
         );
-        format!(
-            r#"
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: {name}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:{spec}
-"#
-        )
+        demo::test_server_deployment(name, &spec)
     };
     [server("legacy"), server("stranger")].concat()
 }

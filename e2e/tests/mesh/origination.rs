@@ -72,27 +72,17 @@ spec:
 "#
         )
     };
-    format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: secure}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: secure}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: secure}}}}
-  template:
-    metadata: {{labels: {{app: secure}}}}
-    spec:{spec}
+    let spec = format!(
+        "{spec}
         volumeMounts: [{{name: tls, mountPath: /tls, readOnly: true}}]
-      volumes: [{{name: tls, secret: {{secretName: secure-tls}}}}]
-{}{}"#,
+      volumes: [{{name: tls, secret: {{secretName: secure-tls}}}}]"
+    );
+    [
+        demo::test_server_deployment("secure", &spec),
         service("secure"),
         service("secure-wrong"),
-    )
+    ]
+    .concat()
 }
 
 fn rules(far: &str) -> String {

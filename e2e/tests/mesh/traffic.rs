@@ -13,24 +13,7 @@ use plexus_e2e::demo::{self, Calls, call_with, client_get, kubectl_apply};
 fn workloads(image: &str) -> String {
     let deployment = |name: &str, env: &str, ports: &str| {
         let spec = demo::test_server_spec(image, name, 9080, "http", env, ports);
-        format!(
-            r#"
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: {name}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:{spec}
-"#
-        )
+        demo::test_server_deployment(name, &spec)
     };
     let http = |name: &str, app: &str| {
         format!(
