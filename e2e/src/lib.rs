@@ -230,6 +230,46 @@ pub fn converted_seed_manifests() -> anyhow::Result<Vec<(std::path::PathBuf, ser
     Ok(documents)
 }
 
+/// Polls `probe` every 250 ms until it gives a value, or fails after
+/// `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    poll(what, timeout, Duration::from_millis(250), probe).await
+}
+
+/// Polls `probe` every `every` until it gives a value, or fails after
+/// `timeout`, with the probe's last error (which may say what it saw
+/// instead) as the cause.
+pub async fn poll<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut probe: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) if std::time::Instant::now() >= deadline => {
+                return Err(error.context(format!("{what} after {timeout:?}")));
+            }
+            Err(_) => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("{what}: not after {timeout:?}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Waits until `selector` matches a pod, and returns the first one.
 pub async fn eventually_one(
     pods: &Api<Pod>,

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use kube::Client;
 use plexus_e2e::demo::{self, call_with, client_get, kubectl, kubectl_apply};
 
@@ -94,35 +94,39 @@ async fn check(client: &Client, namespace: &str, far: &str) -> anyhow::Result<()
 
     // In force once the declared name answers and the other is refused.
     let started = Instant::now();
-    loop {
-        let declared = call_with(
-            client,
-            namespace,
-            &[("url", "http://legacy.plexus.test:9080/"), ("count", "5")],
-        )
-        .await
-        .map(|c| c.status(200))
-        .unwrap_or(0);
-        let undeclared = call_with(
-            client,
-            namespace,
-            &[("url", "http://stranger.plexus.test:9080/"), ("count", "5")],
-        )
-        .await
-        .map(|c| c.status(502))
-        .unwrap_or(0);
-        if declared == 5 && undeclared == 5 {
-            println!(
-                "REGISTRY_ONLY with the ServiceEntry in force after {:?}",
-                started.elapsed()
+    plexus_e2e::poll(
+        "REGISTRY_ONLY with the ServiceEntry in force",
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        || async {
+            let declared = call_with(
+                client,
+                namespace,
+                &[("url", "http://legacy.plexus.test:9080/"), ("count", "5")],
+            )
+            .await
+            .map(|c| c.status(200))
+            .unwrap_or(0);
+            let undeclared = call_with(
+                client,
+                namespace,
+                &[("url", "http://stranger.plexus.test:9080/"), ("count", "5")],
+            )
+            .await
+            .map(|c| c.status(502))
+            .unwrap_or(0);
+            ensure!(
+                declared == 5 && undeclared == 5,
+                "{declared}/5 to legacy, {undeclared}/5 refused"
             );
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!("not in force after 120 s: {declared}/5 to legacy, {undeclared}/5 refused");
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    println!(
+        "REGISTRY_ONLY with the ServiceEntry in force after {:?}",
+        started.elapsed()
+    );
 
     let http = call_with(
         client,

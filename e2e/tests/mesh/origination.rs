@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use kube::Client;
 use plexus_e2e::demo::{self, call_with, kubectl, kubectl_apply};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -150,23 +150,23 @@ async fn check(client: &Client, namespace: &str, far: &str) -> anyhow::Result<()
 
     kubectl_apply(namespace, &rules(far))?;
     let started = Instant::now();
-    loop {
-        let calls = call_with(
-            client,
-            namespace,
-            &[("url", &url("secure")), ("count", "5")],
-        )
-        .await;
-        let answered = calls.as_ref().map(|c| c.status(200)).unwrap_or(0);
-        if answered == 5 {
-            println!("SIMPLE origination in force after {:?}", started.elapsed());
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!("SIMPLE origination not in force after 120 s: {calls:?}");
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    plexus_e2e::poll(
+        "SIMPLE origination in force",
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        || async {
+            let calls = call_with(
+                client,
+                namespace,
+                &[("url", &url("secure")), ("count", "5")],
+            )
+            .await?;
+            ensure!(calls.status(200) == 5, "{calls:?}");
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    println!("SIMPLE origination in force after {:?}", started.elapsed());
     let right = call_with(
         client,
         namespace,

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use kube::{Client, ResourceExt};
 use plexus_e2e::demo::{self, Calls, call_with, client_get, kubectl_apply};
 
@@ -138,33 +138,35 @@ async fn tally(
 /// the abort route fails some calls, and the TCP route reaches tcp-b.
 async fn routes_are_in_force(client: &Client, namespace: &str) -> anyhow::Result<()> {
     let started = Instant::now();
-    loop {
-        let aborts = call_with(
-            client,
-            namespace,
-            &[("url", "http://web:9080/abort"), ("count", "20")],
-        )
-        .await
-        .map(|c| c.status(503))
-        .unwrap_or(0);
-        let split = tally(
-            client,
-            namespace,
-            "/tcp",
-            &[("addr", "front:9090"), ("message", "who"), ("count", "20")],
-        )
-        .await
-        .map(|t| t.of("tcp-b"))
-        .unwrap_or(0);
-        if aborts > 0 && split > 0 {
-            println!("the routes are in force after {:?}", started.elapsed());
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(150) {
-            bail!("the routes are not in force after 150 s: {aborts} aborts, {split} to tcp-b");
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    plexus_e2e::poll(
+        "the routes in force",
+        Duration::from_secs(150),
+        Duration::from_secs(2),
+        || async {
+            let aborts = call_with(
+                client,
+                namespace,
+                &[("url", "http://web:9080/abort"), ("count", "20")],
+            )
+            .await
+            .map(|c| c.status(503))
+            .unwrap_or(0);
+            let split = tally(
+                client,
+                namespace,
+                "/tcp",
+                &[("addr", "front:9090"), ("message", "who"), ("count", "20")],
+            )
+            .await
+            .map(|t| t.of("tcp-b"))
+            .unwrap_or(0);
+            ensure!(aborts > 0 && split > 0, "{aborts} aborts, {split} to tcp-b");
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    println!("the routes are in force after {:?}", started.elapsed());
+    Ok(())
 }
 
 /// Requests the pod of `app` logged whose target starts with `prefix` and

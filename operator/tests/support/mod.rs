@@ -2,9 +2,8 @@
 //! process, and polling with a deadline.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 /// The operator as a child process, killed when dropped.
 pub struct Operator(Child);
@@ -93,25 +92,5 @@ impl Drop for Operator {
     }
 }
 
-/// Polls `probe` every 250 ms until it gives a value, or fails after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(error) if Instant::now() >= deadline => {
-                return Err(error.context(format!("{what} after {timeout:?}")));
-            }
-            Err(_) => {}
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: not after {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+/// Polls until a value or a timeout (shared with the e2e suite).
+pub use plexus_e2e::eventually;
