@@ -14,5 +14,10 @@ kubectl version >/dev/null || { echo "error: the cluster of $KUBECONFIG does not
 PLEXUS_HELM=$(scripts/install-helm.sh)
 export PLEXUS_HELM
 
+# An e2e failure is told by its error's context chain (which step, what was
+# seen); anyhow's backtraces of the test futures would bury it under frames.
+# Panics keep RUST_BACKTRACE.
+export RUST_LIB_BACKTRACE=0
+
 # The e2e tests are #[ignore]d in the unit tier; here they are what runs.
 cargo test --locked -p plexus-e2e -p plexus-operator -p plexus-webhook -p plexus-proxy -- --ignored --test-threads 2

@@ -521,6 +521,30 @@ pub async fn control_plane(client: &Client) -> anyhow::Result<Vec<Replicas>> {
     Ok(replicas)
 }
 
+/// The sum of the samples of counter `name` whose labels include every
+/// one of `labels` (name, value).
+pub fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    samples(metrics, name)
+        .filter(|(found, _)| labels.iter().all(|(k, v)| label(found, k) == Some(*v)))
+        .map(|(_, value)| value)
+        .sum::<f64>() as u64
+}
+
+/// [`counter`] of the demo client's proxy.
+pub async fn client_counter(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> anyhow::Result<u64> {
+    let pod = pod_of(client, namespace, "client", None).await?.name_any();
+    Ok(counter(
+        &proxy_metrics(client, namespace, &pod).await?,
+        name,
+        labels,
+    ))
+}
+
 /// The sum of `plexus_proxy_retries_total` in a proxy's metrics.
 pub fn retries(metrics: &str) -> f64 {
     samples(metrics, "plexus_proxy_retries_total")

@@ -183,15 +183,34 @@ async fn mesh_works(client: &Client, namespace: &str) -> anyhow::Result<()> {
         percent(v2, 2000)
     );
 
-    mtls_identities_in_metrics(client, namespace).await?;
-    retries_and_timeouts(client, namespace).await?;
-    status_in_kubectl_get(namespace).await?;
-    security::policies_are_enforced(client, namespace).await?;
-    resilience::endpoints_fail_over_and_rollouts_drop_nothing(client, namespace).await?;
-    traffic::routes_mirror_inject_and_split(client, namespace).await?;
-    entries::service_entries_under_registry_only(client, namespace).await?;
-    origination::simple_origination_verifies_the_server(client, namespace).await?;
-    capture::disable_is_cleartext_and_istio_mutual_is_tls(client, namespace).await?;
+    // Each step's name leads its error, so a failure says where it was.
+    mtls_identities_in_metrics(client, namespace)
+        .await
+        .context("step: mTLS identities")?;
+    retries_and_timeouts(client, namespace)
+        .await
+        .context("step: retries and timeouts")?;
+    status_in_kubectl_get(namespace)
+        .await
+        .context("step: status in kubectl get")?;
+    security::policies_are_enforced(client, namespace)
+        .await
+        .context("step: security policies")?;
+    resilience::endpoints_fail_over_and_rollouts_drop_nothing(client, namespace)
+        .await
+        .context("step: resilience")?;
+    traffic::routes_mirror_inject_and_split(client, namespace)
+        .await
+        .context("step: traffic routes")?;
+    entries::service_entries_under_registry_only(client, namespace)
+        .await
+        .context("step: ServiceEntries")?;
+    origination::simple_origination_verifies_the_server(client, namespace)
+        .await
+        .context("step: TLS origination")?;
+    capture::disable_is_cleartext_and_istio_mutual_is_tls(client, namespace)
+        .await
+        .context("step: wire capture")?;
     Ok(())
 }
 

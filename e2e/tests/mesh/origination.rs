@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use kube::Client;
 use plexus_e2e::demo::{self, call_with, kubectl, kubectl_apply};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -149,6 +149,16 @@ async fn check(client: &Client, namespace: &str, far: &str) -> anyhow::Result<()
     );
 
     kubectl_apply(namespace, &rules(far))?;
+    // Both rules in force: the right CA answers, and the wrong one is
+    // refused by the client's proxy (counted), not by the server.
+    let refusals = || {
+        demo::client_counter(
+            client,
+            namespace,
+            "plexus_proxy_tcp_refused_total",
+            &[("direction", "outbound"), ("reason", "origination")],
+        )
+    };
     let started = Instant::now();
     plexus_e2e::poll(
         "SIMPLE origination in force",
@@ -162,6 +172,18 @@ async fn check(client: &Client, namespace: &str, far: &str) -> anyhow::Result<()
             )
             .await?;
             ensure!(calls.status(200) == 5, "{calls:?}");
+            let before = refusals().await?;
+            let wrong = call_with(
+                client,
+                namespace,
+                &[("url", &url("secure-wrong")), ("count", "1")],
+            )
+            .await?;
+            let after = refusals().await?;
+            ensure!(
+                wrong.status(503) == 1 && after > before,
+                "the wrong CA: {wrong:?}, refusals {before} -> {after}"
+            );
             Ok(Some(()))
         },
     )
@@ -181,30 +203,22 @@ async fn check(client: &Client, namespace: &str, far: &str) -> anyhow::Result<()
         right.status(200) == 20 && right.services.keys().all(|k| k.starts_with("secure")),
         "every call must reach the HTTPS server: {right:?}"
     );
+    let before = refusals().await?;
     let wrong = call_with(
         client,
         namespace,
         &[("url", &url("secure-wrong")), ("count", "10")],
     )
     .await?;
-    println!("SIMPLE with another CA, 10 calls: {:?}", wrong.statuses);
-    ensure!(
-        wrong.status(503) == 10,
-        "the wrong CA must fail every call: {wrong:?}"
+    let refused = refusals().await? - before;
+    println!(
+        "SIMPLE with another CA, 10 calls: {:?}; the client proxy refused {refused} origination(s)",
+        wrong.statuses
     );
-
-    let pod = demo::pod_of(client, namespace, "client", None).await?;
-    let metrics =
-        demo::proxy_metrics(client, namespace, &kube::ResourceExt::name_any(&pod)).await?;
-    let refused = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with(
-                r#"plexus_proxy_tcp_refused_total{direction="outbound",reason="origination"}"#,
-            )
-        })
-        .context("no origination refusals counted")?;
-    println!("the client proxy: {refused}");
+    ensure!(
+        wrong.status(503) == 10 && refused == 10,
+        "the wrong CA must fail every call in the client's proxy: {wrong:?}, {refused} refused"
+    );
     for rule in ["secure", "secure-wrong"] {
         let status = kubectl(&[
             "get",

@@ -89,23 +89,6 @@ spec:
     connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}
 "#;
 
-/// A counter of the client proxy's metrics: the sum of the series of
-/// `name` whose labels contain every one of `labels`.
-async fn client_counter(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    labels: &[&str],
-) -> anyhow::Result<u64> {
-    let pod = demo::pod_of(client, namespace, "client", None).await?;
-    let metrics = demo::proxy_metrics(client, namespace, &pod.name_any()).await?;
-    Ok(metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
-}
-
 /// Waits until the client's proxy has the rules and the endpoints: its
 /// `/config_dump` lists the outlier and breaker clusters, outlier with two
 /// endpoints, and three of echo.
@@ -174,11 +157,11 @@ pub async fn endpoints_fail_over_and_rollouts_drop_nothing(
         &[("url", "http://outlier:9080/"), ("count", "100")],
     )
     .await?;
-    let ejections = client_counter(
+    let ejections = demo::client_counter(
         client,
         namespace,
         "plexus_proxy_outlier_ejections_total",
-        &[&format!(r#"cluster="{namespace}/outlier:9080""#)],
+        &[("cluster", &format!("{namespace}/outlier:9080"))],
     )
     .await?;
     println!(
@@ -202,11 +185,11 @@ pub async fn endpoints_fail_over_and_rollouts_drop_nothing(
         ],
     )
     .await?;
-    let overflows = client_counter(
+    let overflows = demo::client_counter(
         client,
         namespace,
         "plexus_proxy_overflow_total",
-        &[&format!(r#"cluster="{namespace}/breaker:9080""#)],
+        &[("cluster", &format!("{namespace}/breaker:9080"))],
     )
     .await?;
     println!(
@@ -261,7 +244,8 @@ async fn rolling_restart(client: &Client, namespace: &str) -> anyhow::Result<()>
     ])?;
     let rolled = started.elapsed();
     let calls = load.await.context("the load task")??;
-    let retries = client_counter(client, namespace, "plexus_proxy_retries_total", &[]).await?;
+    let retries =
+        demo::client_counter(client, namespace, "plexus_proxy_retries_total", &[]).await?;
     println!(
         "rolling restart of echo (3 replicas) done {:?} into {total} calls at {RATE}/s: {:?} {:?}; the client's proxy retried {retries} times in all",
         rolled, calls.statuses, calls.errors

@@ -247,21 +247,6 @@ impl Run<'_> {
     }
 }
 
-/// The sum of the samples of `name` whose labels include every one of `labels`.
-fn sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
-    metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 fn principal(namespace: &str, account: &str) -> String {
     format!("cluster.local/ns/{namespace}/sa/{account}")
 }
@@ -499,7 +484,7 @@ spec:
         (allow_policies.clone(), "no-allow-match", "http", 3),
         (allow_policies, "no-allow-match", "tcp", 1),
     ] {
-        let n = sum(
+        let n = demo::counter(
             &metrics,
             denied,
             &[
@@ -553,7 +538,7 @@ spec:
     ensure!(tcp.is_empty(), "allow-nothing must refuse TCP too: {tcp:?}");
     let metrics = run.vault_metrics().await?;
     let policy = run.policy("AuthorizationPolicy", "vault-closed");
-    let n = sum(
+    let n = demo::counter(
         &metrics,
         "plexus_proxy_authz_denied_total",
         &[("policy", &policy), ("reason", "allow-nothing")],
@@ -643,7 +628,7 @@ spec:
     let log = run.vault_log("plexus-proxy").await?;
     let ra = run.policy("RequestAuthentication", "vault-jwt");
     for outcome in ["expired", "bad-signature"] {
-        let n = sum(
+        let n = demo::counter(
             &metrics,
             "plexus_proxy_jwt_total",
             &[("policy", &ra), ("outcome", outcome)],
@@ -652,7 +637,7 @@ spec:
         ensure!(n >= 1, "{ra} must be counted for {outcome}");
     }
     let required = run.policy("AuthorizationPolicy", "vault-jwt-required");
-    let n = sum(
+    let n = demo::counter(
         &metrics,
         "plexus_proxy_authz_denied_total",
         &[("policy", &required), ("reason", "no-allow-match")],
@@ -731,7 +716,7 @@ spec:
     }
     let metrics = run.vault_metrics().await?;
     let policy = run.policy("RateLimitPolicy", "vault-rl");
-    let n = sum(
+    let n = demo::counter(
         &metrics,
         "plexus_proxy_ratelimit_total",
         &[
