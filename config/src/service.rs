@@ -155,6 +155,21 @@ pub struct Plaintext {
     pub ports: BTreeMap<u16, bool>,
 }
 
+impl Service {
+    /// Every `tls` setting of the service's policies: the whole service's,
+    /// its subsets', and their ports'.
+    pub fn client_tls(&self) -> impl Iterator<Item = &ClientTls> {
+        self.policy
+            .iter()
+            .chain(self.subsets.iter().filter_map(|s| s.policy.as_ref()))
+            .flat_map(|p| {
+                p.tls
+                    .iter()
+                    .chain(p.ports.iter().filter_map(|port| port.tls.as_ref()))
+            })
+    }
+}
+
 impl Plaintext {
     pub fn is_none(&self) -> bool {
         !self.all && self.ports.values().all(|p| !p)

@@ -94,7 +94,15 @@ impl axum::serve::Listener for HttpsListener {
         loop {
             let (tcp, peer) = axum::serve::Listener::accept(&mut self.tcp).await;
             match tokio::time::timeout(TIMEOUT, self.acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => return (tls, peer),
+                Ok(Ok(tls)) => {
+                    if let Some(chain) = tls.get_ref().1.peer_certificates() {
+                        eprintln!(
+                            "HTTPS client certificate from {peer}: {}",
+                            subject(&chain[0])
+                        );
+                    }
+                    return (tls, peer);
+                }
                 Ok(Err(error)) => eprintln!("HTTPS handshake from {peer}: {error}"),
                 Err(_) => eprintln!("HTTPS handshake from {peer}: timed out"),
             }
@@ -104,6 +112,13 @@ impl axum::serve::Listener for HttpsListener {
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.tcp.local_addr()
     }
+}
+
+/// A certificate's subject (`CN=...`), or why it has none to show.
+fn subject(der: &CertificateDer<'_>) -> String {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, cert)| cert.subject().to_string())
+        .unwrap_or_else(|e| format!("unreadable: {e}"))
 }
 
 /// The address of an HTTPS connection's peer, for `ConnectInfo`.
@@ -128,10 +143,26 @@ fn acceptor_from(dir: &str) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
         .collect::<Result<Vec<_>, _>>()
         .context("tls.crt")?;
     let key = PrivateKeyDer::from_pem_slice(&read("tls.key")?).context("tls.key")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    // With a `ca.crt`, only clients with a certificate it issued are served.
+    let builder = match read("ca.crt") {
+        Ok(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&ca) {
+                roots.add(cert.context("ca.crt")?).context("ca.crt")?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .context("ca.crt")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        Err(_) => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -29,6 +29,7 @@ pub mod app;
 pub mod balance;
 pub mod classify;
 pub mod client;
+pub mod client_certs;
 pub mod ctx;
 pub mod detect;
 pub mod dns;

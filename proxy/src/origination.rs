@@ -1,20 +1,23 @@
 //! TLS the proxy originates to servers outside the mesh: a DestinationRule's
-//! `tls.mode: SIMPLE`. The app speaks plaintext to the proxy; the proxy
-//! speaks TLS to the server, sending `sni` (the destination's host when
-//! unset) and verifying the server's chain against the CA certificates of
-//! the rule's `credentialName` Secret, and its name against
+//! `tls.mode: SIMPLE` or `MUTUAL`. The app speaks plaintext to the proxy;
+//! the proxy speaks TLS to the server, sending `sni` (the destination's
+//! host when unset) and verifying the server's chain against the CA
+//! certificates of the rule's `credentialName` Secret, and its name against
 //! `subjectAltNames` (the server name when none are given), unless
-//! `insecureSkipVerify`.
+//! `insecureSkipVerify`. MUTUAL also presents the client certificate of
+//! that Secret (`client_certs`: the proxy reads it itself, as its pod's
+//! ServiceAccount).
 //!
 //! Without a CA there is nothing to verify against, and no connection is
 //! made (Istio would fall back to the system's roots; a sidecar image has
-//! none worth trusting). MUTUAL needs a client certificate the proxy is
-//! not given: it fails closed too. Either way the request fails with the
+//! none worth trusting). MUTUAL without a client certificate in force
+//! makes no connection either. Either way the request fails with the
 //! reason, and nothing goes out in plaintext.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::client_certs::ClientCertificates;
 use plexus_config::{ClientTls, ClientTlsMode, Credential};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -29,6 +32,8 @@ pub struct Origination {
     /// The name in the ClientHello.
     pub server_name: ServerName<'static>,
     config: Result<ClientConfig, String>,
+    /// MUTUAL: the Secret whose certificate is presented, and where it is.
+    client: Option<(String, Arc<ClientCertificates>)>,
 }
 
 impl std::fmt::Debug for Origination {
@@ -56,16 +61,27 @@ impl std::hash::Hash for Origination {
 
 impl Origination {
     /// The origination `tls` asks for to a destination named `host`, with
-    /// the namespace's `credentials`. Settings that cannot be acted on give
-    /// an origination that refuses to connect, saying why.
-    pub fn new(tls: &ClientTls, host: &str, credentials: &BTreeMap<String, Credential>) -> Self {
+    /// the namespace's `credentials` (CAs) and the proxy's client
+    /// `certificates`. Settings that cannot be acted on give an origination
+    /// that refuses to connect, saying why.
+    pub fn new(
+        tls: &ClientTls,
+        host: &str,
+        credentials: &BTreeMap<String, Credential>,
+        certificates: &Arc<ClientCertificates>,
+    ) -> Self {
         let name = tls.sni.as_deref().unwrap_or(host);
         let credential = tls
             .credential_name
             .as_ref()
             .map(|n| (n, credentials.get(n)));
+        let client = tls
+            .credential_name
+            .clone()
+            .filter(|_| tls.mode == ClientTlsMode::Mutual)
+            .map(|n| (n, certificates.clone()));
         let (server_name, config) = match ServerName::try_from(name.to_owned()) {
-            Ok(server_name) => (server_name, config(tls, credential)),
+            Ok(server_name) => (server_name, config(tls, credential, client.as_ref())),
             // Never sent: the origination refuses to connect.
             Err(_) => (
                 ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
@@ -76,6 +92,7 @@ impl Origination {
             key: Self::key(tls, host, credentials),
             server_name,
             config,
+            client,
         }
     }
 
@@ -90,6 +107,7 @@ impl Origination {
             .map(|c| &c.ca_certificates);
         BuildHasherDefault::<DefaultHasher>::default().hash_one((
             tls.mode,
+            &tls.credential_name,
             tls.sni.as_deref().unwrap_or(host),
             &tls.subject_alt_names,
             tls.insecure_skip_verify,
@@ -101,18 +119,57 @@ impl Origination {
     /// settings cannot be acted on.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
         let mut config = self.config.clone()?;
+        if let Some((name, certificates)) = &self.client {
+            // No certificate in force: no handshake without one.
+            certificates.get(name)?;
+        }
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+}
+
+/// The originations of one table: built once for all the clusters (ports,
+/// subsets) that ask for the same.
+pub struct Originations {
+    built: std::collections::HashMap<u64, Arc<Origination>>,
+    certificates: Arc<ClientCertificates>,
+}
+
+impl Originations {
+    pub fn new(certificates: Arc<ClientCertificates>) -> Self {
+        Self {
+            built: Default::default(),
+            certificates,
+        }
+    }
+
+    /// The origination of `tls` to `host`.
+    pub fn get(
+        &mut self,
+        tls: &ClientTls,
+        host: &str,
+        credentials: &BTreeMap<String, Credential>,
+    ) -> Arc<Origination> {
+        let key = Origination::key(tls, host, credentials);
+        self.built
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Origination::new(tls, host, credentials, &self.certificates))
+            })
+            .clone()
     }
 }
 
 fn config(
     tls: &ClientTls,
     credential: Option<(&String, Option<&Credential>)>,
+    client: Option<&(String, Arc<ClientCertificates>)>,
 ) -> Result<ClientConfig, String> {
-    if tls.mode == ClientTlsMode::Mutual {
+    if tls.mode == ClientTlsMode::Mutual && client.is_none() {
         return Err(
-            "MUTUAL origination needs a client certificate, which this proxy is not given".into(),
+            "MUTUAL origination presents the certificate of a credentialName Secret; \
+             there is none (clientCertificate files are not read)"
+                .into(),
         );
     }
     let roots = match credential {
@@ -145,13 +202,22 @@ fn config(
         names,
         algorithms: provider.signature_verification_algorithms,
     };
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(config)
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    Ok(match client {
+        Some((name, certificates)) => {
+            let mut config = builder.with_client_cert_resolver(certificates.resolver(name));
+            // A resumed session carries the certificate of the one it
+            // resumes: after a rotation the old one would still be shown.
+            // Every connection presents the certificate in force instead.
+            config.resumption = rustls::client::Resumption::disabled();
+            config
+        }
+        None => builder.with_no_client_auth(),
+    })
 }
 
 fn roots(name: &str, pem: &str) -> Result<Arc<RootCertStore>, String> {
@@ -274,3 +340,4 @@ fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
         })
         .collect()
 }
+

@@ -13,6 +13,7 @@ use plexus_config::ProxyConfig;
 use plexus_config::sidecar::{CA_CERT_KEY, CONFIG_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 
 use crate::balance::{Cluster, Clusters};
+use crate::client_certs::ClientCertificates;
 use crate::policy;
 use crate::routing::{Resolved, Table};
 use crate::telemetry::Metrics;
@@ -81,6 +82,8 @@ pub struct ProxyState {
     draining: AtomicBool,
     api_config: AtomicBool,
     api_identity: AtomicBool,
+    /// MUTUAL origination's client certificates, which `watch` reads.
+    pub client_certificates: Arc<ClientCertificates>,
 }
 
 impl ProxyState {
@@ -98,6 +101,7 @@ impl ProxyState {
             draining: AtomicBool::new(false),
             api_config: AtomicBool::new(false),
             api_identity: AtomicBool::new(false),
+            client_certificates: Arc::default(),
         }
     }
 
@@ -230,8 +234,8 @@ impl ProxyState {
                     previous.as_ref().map(|s| &*s.inbound),
                 )?;
                 let resolved = self.resolved.read().map(|r| r.clone()).unwrap_or_default();
-                let table =
-                    Table::with_resolved(Arc::new(config), &resolved).map_err(|e| e.to_string())?;
+                let table = Table::compile(Arc::new(config), &resolved, &self.client_certificates)
+                    .map_err(|e| e.to_string())?;
                 Ok((table, inbound))
             });
         match compiled {
@@ -240,6 +244,8 @@ impl ProxyState {
                 tracing::info!(services = table.config.services.len(), %version, origin,
                     "configuration loaded");
                 self.metrics.reload("config", "loaded");
+                self.client_certificates
+                    .want(mutual_credentials(&table.config));
                 let names_changed = previous
                     .as_ref()
                     .is_none_or(|p| p.table.names() != table.names());
@@ -289,7 +295,11 @@ impl ProxyState {
         let Some(snapshot) = current.snapshot.clone() else {
             return;
         };
-        match Table::with_resolved(snapshot.table.config.clone(), &resolved) {
+        match Table::compile(
+            snapshot.table.config.clone(),
+            &resolved,
+            &self.client_certificates,
+        ) {
             Ok(table) => {
                 let clusters =
                     Clusters::new(&table, Some(&snapshot.clusters), &self.metrics.resilience);
@@ -341,4 +351,15 @@ impl ProxyState {
             }
         }
     }
+}
+
+/// The Secrets whose client certificates MUTUAL origination presents.
+fn mutual_credentials(config: &ProxyConfig) -> std::collections::BTreeSet<String> {
+    config
+        .services
+        .iter()
+        .flat_map(plexus_config::Service::client_tls)
+        .filter(|tls| tls.mode == plexus_config::ClientTlsMode::Mutual)
+        .filter_map(|tls| tls.credential_name.clone())
+        .collect()
 }

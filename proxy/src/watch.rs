@@ -4,7 +4,11 @@
 //! ServiceAccount may read exactly those two: the operator's Role) and
 //! applies what it sees at once. The mounted directories are watched with
 //! inotify besides, and re-read every few seconds in case an event is lost.
+//! The Secrets of MUTUAL origination's client certificates are watched
+//! through the API only, as far as the user let the ServiceAccount read
+//! them (`client_certs`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use kube::runtime::watcher::{self, Event};
 use notify::Watcher;
 use plexus_config::sidecar::{CA_CERT_KEY, CONFIG_KEY, CONFIGMAP_NAME, TLS_CERT_KEY, TLS_KEY_KEY};
 
+use crate::client_certs::ClientCertificates;
 use crate::state::ProxyState;
 
 /// How often the mounted files are read even without an event.
@@ -82,8 +87,83 @@ pub async fn api(state: Arc<ProxyState>, namespace: String, secret: String) {
     let secrets: Api<Secret> = Api::namespaced(client, &namespace);
     tokio::join!(
         follow(state.clone(), configs, CONFIGMAP_NAME.to_owned(), true),
-        follow(state, secrets, secret, false),
+        follow(state.clone(), secrets.clone(), secret, false),
+        client_certificates(state.client_certificates.clone(), secrets),
     );
+}
+
+/// Follows each Secret whose client certificate MUTUAL origination
+/// presents, as the configuration in force names them: a watch of each, as
+/// the pod's ServiceAccount (which may read them only if the user said so).
+async fn client_certificates(certificates: Arc<ClientCertificates>, secrets: Api<Secret>) {
+    let mut wanted = certificates.wanted();
+    let mut followed: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    loop {
+        let names = wanted.borrow_and_update().clone();
+        followed.retain(|name, task| {
+            let keep = names.contains(name);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for name in names {
+            followed.entry(name.clone()).or_insert_with(|| {
+                tokio::spawn(follow_certificate(
+                    certificates.clone(),
+                    secrets.clone(),
+                    name,
+                ))
+            });
+        }
+        if wanted.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn follow_certificate(
+    certificates: Arc<ClientCertificates>,
+    secrets: Api<Secret>,
+    name: String,
+) {
+    let origin = format!("API Secret {name}");
+    let watch = watcher::watcher(
+        secrets,
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .default_backoff();
+    futures::pin_mut!(watch);
+    let mut listed = false;
+    while let Some(event) = watch.next().await {
+        match event {
+            Ok(Event::Apply(secret) | Event::InitApply(secret)) => {
+                listed = true;
+                let data = secret.data.unwrap_or_default();
+                let data = data.into_iter().map(|(k, v)| (k, v.0)).collect();
+                certificates.apply(&name, &data, &origin);
+            }
+            Ok(Event::Init) => listed = false,
+            Ok(Event::InitDone) if !listed => certificates.gone(
+                &name,
+                format!("there is no Secret {name:?} in this pod's namespace"),
+            ),
+            Ok(Event::InitDone) => {}
+            Ok(Event::Delete(_)) => {
+                certificates.gone(&name, format!("Secret {name:?} was deleted"));
+            }
+            Err(error) => {
+                tracing::warn!(%error, secret = %name, "watching a client certificate failed");
+                certificates.refuse_unless_loaded(
+                    &name,
+                    format!(
+                        "Secret {name:?} cannot be read as this pod's ServiceAccount \
+                         (grant it get, list and watch on that Secret): {error}"
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// What the proxy takes from one watched object.

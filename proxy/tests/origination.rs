@@ -1,11 +1,14 @@
-//! TLS origination (DestinationRule `tls.mode: SIMPLE`) through the
-//! operator's compiler and real proxies on loopback: the app speaks
-//! plaintext HTTP (or opaque TCP) to a ServiceEntry's host; its proxy
-//! speaks TLS to an HTTPS server outside the mesh whose certificate a
-//! private CA issued, verifying it with the CA certificate of the rule's
+//! TLS origination (DestinationRule `tls.mode: SIMPLE` and `MUTUAL`)
+//! through the operator's compiler and real proxies on loopback: the app
+//! speaks plaintext HTTP (or opaque TCP) to a ServiceEntry's host; its
+//! proxy speaks TLS to an HTTPS server outside the mesh whose certificate
+//! a private CA issued, verifying it with the CA certificate of the rule's
 //! `credentialName` Secret. The wrong CA, a name the certificate does not
-//! carry, a missing Secret and MUTUAL (no client key) fail, and nothing
-//! reaches the server in plaintext: it speaks only TLS.
+//! carry and a missing Secret fail, and nothing reaches the server in
+//! plaintext: it speaks only TLS. MUTUAL presents the client certificate
+//! of that Secret, which the proxy reads through the API (here it is
+//! handed the Secret's data as its watch would: the cluster test,
+//! `e2e/tests/mesh/origination.rs`, runs the watch and its RBAC).
 
 mod support;
 
@@ -23,27 +26,49 @@ use tokio::net::TcpListener;
 const CLIENT: &[(&str, &str)] = &[("app", "client")];
 const NAME: &str = "secure.plexus.test";
 
-/// What the HTTPS server saw: the server name of each handshake.
+/// What the HTTPS server saw: the server name of each handshake, and the
+/// client certificates presented.
 #[derive(Default)]
 struct Seen {
     names: Mutex<Vec<Option<String>>>,
+    clients: Mutex<Vec<CertificateDer<'static>>>,
 }
 
 /// An HTTPS server (HTTP/1.1 over TLS only) on `ip` with `cert`, answering
-/// `secure <path>`.
-async fn https_app(ip: &str, cert: &CertifiedKey) -> (std::net::SocketAddr, Arc<Seen>) {
+/// `secure <path>`; with `clients`, it requires a client certificate that
+/// CA issued.
+async fn https_app(
+    ip: &str,
+    cert: &CertifiedKey,
+    clients: Option<&CertifiedKey>,
+) -> (std::net::SocketAddr, Arc<Seen>) {
     let chain = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("the server's chain");
     let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("the server's key");
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .expect("a server configuration");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match clients {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).expect("the CA"))
+                .expect("a root");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("a client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .expect("a server configuration");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind((ip, 0)).await.expect("bind");
@@ -60,6 +85,12 @@ async fn https_app(ip: &str, cert: &CertifiedKey) -> (std::net::SocketAddr, Arc<
                 };
                 let name = tls.get_ref().1.server_name().map(str::to_owned);
                 log.names.lock().expect("log").push(name);
+                if let Some(chain) = tls.get_ref().1.peer_certificates() {
+                    log.clients
+                        .lock()
+                        .expect("log")
+                        .push(chain[0].clone().into_owned());
+                }
                 let service = hyper::service::service_fn(|request: hyper::Request<_>| async move {
                     let body = format!("secure {}", request.uri().path());
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(
@@ -128,7 +159,7 @@ async fn simple_tls_origination_verifies_the_server() {
     let private = generate_root("private.test", now, DAY).expect("a private CA");
     let other = generate_root("other.test", now, DAY).expect("another CA");
     let cert = issue_server(&private, &[NAME.to_owned()], now, DAY).expect("a server certificate");
-    let (server, seen) = https_app("127.0.0.191", &cert).await;
+    let (server, seen) = https_app("127.0.0.191", &cert, None).await;
     let resources = [
         secret("private-ca", "ca.crt", &private),
         secret("generic-ca", "cacert", &private),
@@ -154,7 +185,6 @@ async fn simple_tls_origination_verifies_the_server() {
         entry("unverified", "127.0.10.195", "HTTP", server, "{mode: SIMPLE, credentialName: other-ca, insecureSkipVerify: true}"),
         entry("no-secret", "127.0.10.196", "HTTP", server, &format!("{{mode: SIMPLE, credentialName: absent, sni: {NAME}}}")),
         entry("opaque", "127.0.10.197", "TCP", server, &format!("{{mode: SIMPLE, credentialName: private-ca, sni: {NAME}}}")),
-        entry("mutual", "127.0.10.198", "HTTP", server, &format!("{{mode: MUTUAL, credentialName: private-ca, sni: {NAME}}}")),
     ]
     .concat();
     let mut world = World::start("origination", &[], Vec::new(), |_| resources).await;
@@ -169,9 +199,6 @@ async fn simple_tls_origination_verifies_the_server() {
     ] {
         world.assert_enforced(&format!("DestinationRule/{NS}/{name}"));
     }
-    // MUTUAL is not in force, and says so.
-    let (_, mutual) = world.accepted(&format!("DestinationRule/{NS}/mutual"));
-    assert!(mutual.contains("tls.mode=MUTUAL"), "{mutual}");
 
     let client = http_client(false);
     let mut get = async |address: &str, host: &str, path: &str| {
@@ -222,7 +249,6 @@ async fn simple_tls_origination_verifies_the_server() {
             "none of the subjectAltNames",
         ),
         ("127.0.10.196:80", "no-secret", "\"absent\""),
-        ("127.0.10.198:80", "mutual", "MUTUAL"),
     ] {
         let (status, body, detail, state) = get(address, host, "/refused").await;
         assert_eq!((status, body.trim()), (503, "connect-failure"), "{host}");
@@ -250,4 +276,161 @@ async fn simple_tls_origination_verifies_the_server() {
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("secure /opaque"),
         "{answer}"
     );
+}
+
+/// A Secret's data as the API gives it, decoded.
+fn pair(cert: &CertifiedKey) -> std::collections::BTreeMap<String, Vec<u8>> {
+    [
+        ("tls.crt", cert.cert_pem.as_bytes()),
+        ("tls.key", cert.key_pem.as_bytes()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_vec()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_origination_presents_the_client_certificate() {
+    let now = SystemTime::now();
+    let private = generate_root("private.test", now, DAY).expect("a private CA");
+    let clients = generate_root("clients.test", now, DAY).expect("the clients' CA");
+    let strangers = generate_root("strangers.test", now, DAY).expect("another CA");
+    let cert = issue_server(&private, &[NAME.to_owned()], now, DAY).expect("a server certificate");
+    let client_cert = issue_server(&clients, &["client.plexus.test".to_owned()], now, DAY)
+        .expect("a client certificate");
+    let rotated = issue_server(&clients, &["rotated.plexus.test".to_owned()], now, DAY)
+        .expect("a client certificate");
+    let stranger = issue_server(&strangers, &["stranger.plexus.test".to_owned()], now, DAY)
+        .expect("a client certificate");
+    let (server, seen) = https_app("127.0.0.192", &cert, Some(&clients)).await;
+    let resources = [
+        secret("client-tls", "ca.crt", &private),
+        entry(
+            "mutual",
+            "127.0.10.181",
+            "HTTP",
+            server,
+            &format!("{{mode: MUTUAL, credentialName: client-tls, sni: {NAME}}}"),
+        ),
+        entry(
+            "opaque-mutual",
+            "127.0.10.183",
+            "TCP",
+            server,
+            &format!("{{mode: MUTUAL, credentialName: client-tls, sni: {NAME}}}"),
+        ),
+        // The server requires a client certificate: SIMPLE has none to give.
+        entry(
+            "simple",
+            "127.0.10.182",
+            "HTTP",
+            server,
+            &format!("{{mode: SIMPLE, credentialName: client-tls, sni: {NAME}}}"),
+        ),
+    ]
+    .concat();
+    let mut world = World::start("mutual", &[], Vec::new(), |_| resources).await;
+    for name in ["mutual", "opaque-mutual", "simple"] {
+        world.assert_enforced(&format!("DestinationRule/{NS}/{name}"));
+    }
+    let client = http_client(false);
+    let (proxy, state) = world.client(NS, CLIENT, "127.0.10.181:80").await;
+    let get = async || {
+        let answer = send(&client, proxy, "GET", "/mutual", "mutual.plexus.test", &[]).await;
+        let detail = answer
+            .headers
+            .get("plexus-proxy-error-detail")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (answer.status, answer.body, detail)
+    };
+    let presented = || {
+        let clients = seen.clients.lock().expect("log");
+        clients.last().map(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).expect("a certificate");
+            cert.subject().to_string()
+        })
+    };
+
+    // No certificate read yet: no connection at all.
+    let (status, _, detail) = get().await;
+    assert_eq!(status, 503);
+    assert!(detail.contains("not loaded"), "{detail}");
+    assert!(
+        seen.names.lock().expect("log").is_empty(),
+        "nothing reached the server"
+    );
+
+    // The Secret as the proxy's API watch reads it: presented, accepted.
+    let certificates = &state.client_certificates;
+    certificates.apply("client-tls", &pair(&client_cert), "test");
+    let (status, body, detail) = get().await;
+    assert_eq!((status, body.as_str()), (200, "secure /mutual"), "{detail}");
+    assert_eq!(presented().as_deref(), Some("CN=client.plexus.test"));
+
+    // A corrupt update is rejected: the certificate in force stays.
+    certificates.apply(
+        "client-tls",
+        &[("tls.crt".to_owned(), b"garbage".to_vec())].into(),
+        "test",
+    );
+    let (status, _, detail) = get().await;
+    assert_eq!(status, 200, "{detail}");
+
+    // A rotated Secret: its certificate from the next connection on. Opaque
+    // TCP dials the server for each connection of the app.
+    let (opaque, opaque_state) = world.client(NS, CLIENT, "127.0.10.183:80").await;
+    let request = b"GET /opaque HTTP/1.1\r\nhost: mutual.plexus.test\r\nconnection: close\r\n\r\n";
+    for cert in [&client_cert, &rotated] {
+        opaque_state
+            .client_certificates
+            .apply("client-tls", &pair(cert), "test");
+        let answer = converse(opaque, request).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let subject = presented().expect("a client certificate");
+        assert!(
+            cert_names(cert).iter().any(|n| subject.ends_with(n)),
+            "{subject}"
+        );
+    }
+
+    // A certificate the server does not trust: its handshake fails.
+    let (other, other_state) = world.client(NS, CLIENT, "127.0.10.181:80").await;
+    other_state
+        .client_certificates
+        .apply("client-tls", &pair(&stranger), "test");
+    let answer = send(&client, other, "GET", "/mutual", "mutual.plexus.test", &[]).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+
+    // The Secret deleted: refused, saying so.
+    certificates.gone("client-tls", "Secret \"client-tls\" was deleted".into());
+    let fresh_detail = {
+        let (proxy, state) = world.client(NS, CLIENT, "127.0.10.181:80").await;
+        state
+            .client_certificates
+            .gone("client-tls", "Secret \"client-tls\" was deleted".into());
+        let answer = send(&client, proxy, "GET", "/mutual", "mutual.plexus.test", &[]).await;
+        assert_eq!(answer.status, 503);
+        answer
+            .headers
+            .get("plexus-proxy-error-detail")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(fresh_detail.contains("was deleted"), "{fresh_detail}");
+
+    // SIMPLE to the same server: no client certificate, refused by it.
+    let (proxy, _) = world.client(NS, CLIENT, "127.0.10.182:80").await;
+    let answer = send(&client, proxy, "GET", "/simple", "simple.plexus.test", &[]).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+}
+
+/// The subject CN of `cert`, as `CN=<name>`.
+fn cert_names(cert: &CertifiedKey) -> Vec<String> {
+    let der = CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("a certificate");
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("a certificate");
+    vec![parsed.subject().to_string()]
 }

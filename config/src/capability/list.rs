@@ -7,10 +7,10 @@
 //! Not here, so reported as not in force: VirtualService delegation,
 //! fault gRPC statuses, L4 matches' `gateways` and TCP/TLS routes to
 //! subsets (no test shows them yet); DestinationRule
-//! connection pools' TCP idle timeouts and protocol upgrades, MUTUAL TLS
-//! origination and `caCertificates`/`clientCertificate`/`privateKey` file
-//! paths (the proxy is given no client key, nor files), locality, ring
-//! sizes, PASSTHROUGH;
+//! connection pools' TCP idle timeouts and protocol upgrades, the
+//! `caCertificates`/`clientCertificate`/`privateKey` file paths (the proxy
+//! is given no files: `credentialName` instead), locality, ring sizes,
+//! PASSTHROUGH;
 //! ServiceProfile dstOverrides; the Mesh's mtls.mode DISABLE (the
 //! loopback proxies cannot show it: their endpoint ports are not the apps'
 //! ports; a PeerAuthentication's port-level DISABLE is shown on the
@@ -56,6 +56,12 @@ const CORS: &str = "proxy/tests/traffic.rs::cors_answers_preflights_and_marks_an
 const L4_ROUTES: &str = "proxy/tests/traffic.rs::tcp_and_tls_routes_pick_backends";
 const MTLS: &str = "proxy/tests/inbound.rs::peer_authentication_modes_decide_plaintext";
 const ORIGINATE: &str = "proxy/tests/origination.rs::simple_tls_origination_verifies_the_server";
+/// On the cluster: the proxy reads the client certificate's Secret through
+/// the API, as its ServiceAccount (`proxy/tests/origination.rs::
+/// mutual_tls_origination_presents_the_client_certificate` shows the
+/// handshake, rotation and rejection on loopback).
+const ORIGINATE_MUTUAL: &str =
+    "e2e/tests/mesh/origination.rs::mutual_origination_presents_the_client_certificate";
 
 const VIRTUAL_SERVICE: &[Capability] = &[
     on("hosts", ANY, SPLITS),
@@ -213,6 +219,7 @@ macro_rules! destination_rule {
                 on(concat!($level, "outlierDetection.minHealthPercent"), ANY, OUTLIER),
                 on(concat!($level, "tls.mode"), Values::OneOf(&["DISABLE", "ISTIO_MUTUAL"]), PLAINTEXT),
                 on(concat!($level, "tls.mode"), Values::OneOf(&["SIMPLE"]), ORIGINATE),
+                on(concat!($level, "tls.mode"), Values::OneOf(&["MUTUAL"]), ORIGINATE_MUTUAL),
                 on(concat!($level, "tls.sni"), ANY, ORIGINATE),
                 on(concat!($level, "tls.subjectAltNames"), ANY, ORIGINATE),
                 on(concat!($level, "tls.credentialName"), ANY, ORIGINATE),

@@ -36,10 +36,12 @@ fn names_values_that_are_not_enforced() {
     );
     let pa = json!({"mtls": {"mode": "DISABLE"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}});
     assert!(report("PeerAuthentication", pa).is_empty());
-    let tls = json!({"host": "a", "trafficPolicy": {"tls": {"mode": "MUTUAL", "sni": "a"}}});
+    // MUTUAL is in force with a credentialName; the file paths are not.
+    let tls = json!({"host": "a", "trafficPolicy": {"tls": {
+        "mode": "MUTUAL", "sni": "a", "credentialName": "c", "caCertificates": "/ca.pem"}}});
     assert_eq!(
         report("DestinationRule", tls),
-        ["spec.trafficPolicy.tls.mode=MUTUAL"]
+        ["spec.trafficPolicy.tls.caCertificates"]
     );
     // Two capabilities of one field, each for some of its values.
     for mode in ["ALLOW_ANY", "REGISTRY_ONLY"] {

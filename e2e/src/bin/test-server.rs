@@ -39,7 +39,9 @@
 //!
 //! `HTTPS_PORT` serves everything above over TLS too, with the certificate
 //! and key in `HTTPS_CERT_DIR` (`tls.crt`, `tls.key`): a server outside the
-//! mesh that a proxy originates TLS to.
+//! mesh that a proxy originates TLS to. With a `ca.crt` there as well, it
+//! serves only clients with a certificate that CA issued (MUTUAL), and logs
+//! each one's subject.
 //!
 //! `/jwks` is a key set store, for an issuer: PUT stores the body, GET
 //! answers it (404 until one is stored).

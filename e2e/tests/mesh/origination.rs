@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
 use kube::Client;
 use plexus_e2e::demo::{self, call_with, kubectl, kubectl_apply};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -48,18 +48,18 @@ fn secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> anyhow::Result<
     kubectl(&args).map(|_| ())
 }
 
-/// The HTTPS server, with its two Services: `secure` (the rule with the
-/// right CA) and `secure-wrong` (the rule with the wrong one).
-fn server(image: &str) -> String {
+/// HTTPS server `app`, with the certificate of Secret `<app>-tls` and a
+/// Service of each of `services` (each for its own DestinationRule).
+fn server(image: &str, app: &str, services: &[&str]) -> String {
     let spec = demo::test_server_spec(
         image,
-        "secure",
+        app,
         9080,
         "http",
         "- {name: HTTPS_PORT, value: \"9443\"}\n        - {name: HTTPS_CERT_DIR, value: /tls}",
         "- {name: https, containerPort: 9443}",
     );
-    let service = |name: &str| {
+    let service = |name: &&str| {
         format!(
             r#"
 ---
@@ -67,7 +67,7 @@ apiVersion: v1
 kind: Service
 metadata: {{name: {name}}}
 spec:
-  selector: {{app: secure}}
+  selector: {{app: {app}}}
   ports: [{{name: http, port: 80, targetPort: 9443}}]
 "#
         )
@@ -75,14 +75,11 @@ spec:
     let spec = format!(
         "{spec}
         volumeMounts: [{{name: tls, mountPath: /tls, readOnly: true}}]
-      volumes: [{{name: tls, secret: {{secretName: secure-tls}}}}]"
+      volumes: [{{name: tls, secret: {{secretName: {app}-tls}}}}]"
     );
-    [
-        demo::test_server_deployment("secure", &spec),
-        service("secure"),
-        service("secure-wrong"),
-    ]
-    .concat()
+    std::iter::once(demo::test_server_deployment(app, &spec))
+        .chain(services.iter().map(service))
+        .collect()
 }
 
 fn rules(far: &str) -> String {
@@ -112,7 +109,10 @@ pub async fn simple_origination_verifies_the_server(
 ) -> anyhow::Result<()> {
     let far = format!("{namespace}-tls");
     kubectl(&["create", "namespace", &far])?;
-    let result = check(client, namespace, &far).await;
+    let mut result = check(client, namespace, &far).await;
+    if result.is_ok() {
+        result = mutual_origination_presents_the_client_certificate(client, namespace, &far).await;
+    }
     let _ = kubectl(&["delete", "namespace", &far, "--wait=false"]);
     result
 }
@@ -128,7 +128,14 @@ async fn check(client: &Client, namespace: &str, far: &str) -> anyhow::Result<()
     secret(far, "secure-tls", &[("tls.crt", &cert), ("tls.key", &key)])?;
     secret(namespace, "secure-ca", &[("ca.crt", &private_ca)])?;
     secret(namespace, "wrong-ca", &[("ca.crt", &other_ca)])?;
-    kubectl_apply(far, &server(&plexus_e2e::test_server_image()))?;
+    kubectl_apply(
+        far,
+        &server(
+            &plexus_e2e::test_server_image(),
+            "secure",
+            &["secure", "secure-wrong"],
+        ),
+    )?;
     demo::rollouts_done(far, &["secure"])?;
 
     // Without a rule the proxy speaks plaintext to the TLS port: no answer.
@@ -219,7 +226,210 @@ async fn check(client: &Client, namespace: &str, far: &str) -> anyhow::Result<()
         wrong.status(503) == 10 && refused == 10,
         "the wrong CA must fail every call in the client's proxy: {wrong:?}, {refused} refused"
     );
-    for rule in ["secure", "secure-wrong"] {
+    in_force_as_a_whole(namespace, &["secure", "secure-wrong"])
+}
+
+/// A client certificate for `name` (its subject's CN), and its key (PEM).
+fn client_cert(issuer: &Issuer<'_, KeyPair>, name: &str) -> anyhow::Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// MUTUAL to `mutual`, and SIMPLE to the same server as `mutual-simple`,
+/// both with Secret `client-tls` of the client's namespace.
+fn mutual_rules(far: &str) -> String {
+    format!(
+        r#"
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {{name: mutual}}
+spec:
+  host: mutual.{far}.svc.cluster.local
+  trafficPolicy: {{tls: {{mode: MUTUAL, credentialName: client-tls}}}}
+---
+apiVersion: plexus.dev/v1alpha1
+kind: DestinationRule
+metadata: {{name: mutual-simple}}
+spec:
+  host: mutual-simple.{far}.svc.cluster.local
+  trafficPolicy:
+    tls: {{mode: SIMPLE, credentialName: client-tls, sni: mutual.{far}.svc.cluster.local}}
+"#
+    )
+}
+
+/// What the user grants for MUTUAL: the client's ServiceAccount may read
+/// Secret `client-tls`, and nothing else.
+fn reader(namespace: &str) -> String {
+    format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: client-tls-reader}}
+rules:
+- {{apiGroups: [""], resources: [secrets], resourceNames: [client-tls], verbs: [get, list, watch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: client-tls-reader}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: client-tls-reader}}
+subjects: [{{kind: ServiceAccount, name: client, namespace: {namespace}}}]
+"#
+    )
+}
+
+/// MUTUAL origination: an HTTPS server that serves only clients with a
+/// certificate of the clients' CA. The client's proxy presents the one of
+/// Secret `client-tls`, which it reads as its ServiceAccount: refused until
+/// the account may read that Secret, answered after.
+pub async fn mutual_origination_presents_the_client_certificate(
+    client: &Client,
+    namespace: &str,
+    far: &str,
+) -> anyhow::Result<()> {
+    let (server_ca, server_issuer) = authority("the mutual server's CA")?;
+    let (clients_ca, clients) = authority("the clients' CA")?;
+    let (cert, key) = server_cert(&server_issuer, &[format!("mutual.{far}.svc.cluster.local")])?;
+    secret(
+        far,
+        "mutual-tls",
+        &[
+            ("tls.crt", &cert),
+            ("tls.key", &key),
+            ("ca.crt", &clients_ca),
+        ],
+    )?;
+    let (client_pem, client_key) = client_cert(&clients, "plexus-e2e-client")?;
+    secret(
+        namespace,
+        "client-tls",
+        &[
+            ("tls.crt", &client_pem),
+            ("tls.key", &client_key),
+            ("ca.crt", &server_ca),
+        ],
+    )?;
+    let image = plexus_e2e::test_server_image();
+    kubectl_apply(far, &server(&image, "mutual", &["mutual", "mutual-simple"]))?;
+    demo::rollouts_done(far, &["mutual"])?;
+    kubectl_apply(namespace, &mutual_rules(far))?;
+
+    let url = |service: &str| format!("http://{service}.{far}/");
+    let refusals = || {
+        demo::client_counter(
+            client,
+            namespace,
+            "plexus_proxy_tcp_refused_total",
+            &[("direction", "outbound"), ("reason", "origination")],
+        )
+    };
+    // The rule in force, the Secret not readable by the client's account:
+    // the proxy refuses to connect (counted), and says why in its log.
+    plexus_e2e::poll(
+        "MUTUAL in force, refused without access to the Secret",
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        || async {
+            let before = refusals().await?;
+            let calls = call_with(
+                client,
+                namespace,
+                &[("url", &url("mutual")), ("count", "3")],
+            )
+            .await?;
+            let refused = refusals().await? - before;
+            ensure!(
+                calls.status(503) == 3 && refused == 3,
+                "{calls:?}, {refused} refused by the proxy"
+            );
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    let pod = kube::ResourceExt::name_any(&demo::pod_of(client, namespace, "client", None).await?);
+    let log = kubectl(&["logs", "--namespace", namespace, &pod, "-c", "plexus-proxy"])?;
+    let forbidden = log
+        .lines()
+        .rfind(|l| l.contains("watching a client certificate failed"))
+        .context("the client's proxy logs no failed read of client-tls")?;
+    println!("MUTUAL without access to the Secret: 3 of 3 refused; the proxy: {forbidden}");
+    ensure!(forbidden.contains("forbidden"), "{forbidden}");
+
+    // Granted: the proxy's watch reads it, and the server takes the calls.
+    kubectl_apply(namespace, &reader(namespace))?;
+    let granted = Instant::now();
+    plexus_e2e::poll(
+        "MUTUAL with access to the Secret",
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        || async {
+            let calls = call_with(
+                client,
+                namespace,
+                &[("url", &url("mutual")), ("count", "5")],
+            )
+            .await?;
+            ensure!(calls.status(200) == 5, "{calls:?}");
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    println!(
+        "MUTUAL answered {:?} after the Role was granted",
+        granted.elapsed()
+    );
+    let calls = call_with(
+        client,
+        namespace,
+        &[("url", &url("mutual")), ("count", "20")],
+    )
+    .await?;
+    println!(
+        "MUTUAL, 20 calls: {:?} {:?}",
+        calls.statuses, calls.services
+    );
+    ensure!(
+        calls.status(200) == 20 && calls.services.keys().all(|k| k.starts_with("mutual")),
+        "every call must reach the server: {calls:?}"
+    );
+    let server_log = kubectl(&["logs", "--namespace", far, "deployment/mutual"])?;
+    let presented = server_log
+        .lines()
+        .filter(|l| l.contains("HTTPS client certificate") && l.contains("CN=plexus-e2e-client"))
+        .count();
+    println!(
+        "the server saw the client certificate CN=plexus-e2e-client on {presented} connection(s)"
+    );
+    ensure!(
+        presented >= 1,
+        "the server logs no client certificate:\n{server_log}"
+    );
+
+    // SIMPLE to the same server: no certificate presented, not served.
+    let simple = call_with(
+        client,
+        namespace,
+        &[("url", &url("mutual-simple")), ("count", "5")],
+    )
+    .await?;
+    println!(
+        "SIMPLE to the server that wants a client certificate: {:?}",
+        simple.statuses
+    );
+    ensure!(
+        simple.status(200) == 0,
+        "the server must refuse: {simple:?}"
+    );
+    in_force_as_a_whole(namespace, &["mutual", "mutual-simple"])
+}
+
+/// Each of DestinationRules `rules` says it is in force as a whole.
+fn in_force_as_a_whole(namespace: &str, rules: &[&str]) -> anyhow::Result<()> {
+    for rule in rules {
         let status = kubectl(&[
             "get",
             "destinationrule",

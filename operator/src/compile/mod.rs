@@ -289,17 +289,9 @@ fn credentials_for(
     namespace: &str,
     secrets: &BTreeMap<(String, String), String>,
 ) -> BTreeMap<String, plexus_config::Credential> {
-    let policies = services.iter().flat_map(|s| {
-        s.policy
-            .iter()
-            .chain(s.subsets.iter().filter_map(|subset| subset.policy.as_ref()))
-    });
-    policies
-        .flat_map(|p| {
-            p.tls
-                .iter()
-                .chain(p.ports.iter().filter_map(|port| port.tls.as_ref()))
-        })
+    services
+        .iter()
+        .flat_map(plexus_config::Service::client_tls)
         .filter_map(|tls| tls.credential_name.as_ref())
         .filter_map(|name| {
             let ca = secrets.get(&(namespace.to_owned(), name.clone()))?;

@@ -27,7 +27,8 @@ use plexus_config::{
     OutlierDetection, PortPolicy, Protocol, ProxyConfig, Service, TrafficPolicy,
 };
 
-use crate::origination::Origination;
+use crate::client_certs::ClientCertificates;
+use crate::origination::{Origination, Originations};
 
 pub use entries::Resolved;
 pub use matches::{RequestInfo, Source, TableError};
@@ -126,6 +127,16 @@ impl Table {
         config: Arc<ProxyConfig>,
         resolved: &Resolved,
     ) -> Result<Self, TableError> {
+        Self::compile(config, resolved, &Arc::default())
+    }
+
+    /// The table of `config`, with the names the proxy resolved and the
+    /// client certificates it holds for MUTUAL origination.
+    pub fn compile(
+        config: Arc<ProxyConfig>,
+        resolved: &Resolved,
+        certificates: &Arc<ClientCertificates>,
+    ) -> Result<Self, TableError> {
         let mut table = Self {
             config: config.clone(),
             by_addr: HashMap::new(),
@@ -139,7 +150,7 @@ impl Table {
             clusters: Vec::new(),
             cluster_index: HashMap::new(),
         };
-        let mut originations = HashMap::new();
+        let mut originations = Originations::new(certificates.clone());
         for (index, service) in config.services.iter().enumerate() {
             for address in &service.addresses {
                 if let Ok(ip) = address.parse::<IpAddr>() {
@@ -386,7 +397,7 @@ fn cluster(
     port: u16,
     subset: Option<&String>,
     resolved: &Resolved,
-    originations: &mut HashMap<u64, Arc<Origination>>,
+    originations: &mut Originations,
 ) -> ClusterSpec {
     let service_port = service.ports.iter().find(|p| p.port == port);
     let subset_policy = subset
@@ -403,15 +414,7 @@ fn cluster(
     let origination = tls
         .as_ref()
         .filter(|t| matches!(t.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual))
-        .map(|t| {
-            // Built once per table for all the clusters (ports, subsets)
-            // that ask for the same.
-            let key = Origination::key(t, host, &config.credentials);
-            originations
-                .entry(key)
-                .or_insert_with(|| Arc::new(Origination::new(t, host, &config.credentials)))
-                .clone()
-        });
+        .map(|t| originations.get(t, host, &config.credentials));
     let tls = tls.map(|t| t.mode);
     let endpoints = service
         .endpoints
