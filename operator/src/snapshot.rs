@@ -467,6 +467,22 @@ mod tests {
         assert_eq!(demo["upstream-tls"].ca_certificates, "ca");
         // The rule is seen in `apps` too, but the Secret is demo's.
         assert!(output.configs["apps"].credentials.is_empty());
+        // Its status says where the proxies refuse to originate for want of it.
+        let accepted = output
+            .verdicts
+            .values()
+            .next()
+            .expect("a verdict")
+            .accepted();
+        assert!(
+            accepted.message.ends_with(
+                "Note: spec.trafficPolicy.tls.credentialName: no Secret \"upstream-tls\" with a \
+                 CA certificate (ca.crt or cacert) in namespace apps, where it applies: the \
+                 proxies there refuse to originate TLS."
+            ),
+            "{}",
+            accepted.message
+        );
         let json = serde_json::to_string(&output.configs["demo"]).expect("JSON");
         assert!(!json.contains("a2V5") && !json.contains("key\""), "{json}");
     }

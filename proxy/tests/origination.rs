@@ -108,15 +108,21 @@ async fn https_app(
 
 fn secret(name: &str, key: &str, root: &CertifiedKey) -> String {
     let ca = base64::engine::general_purpose::STANDARD.encode(&root.cert_pem);
-    format!(
-        r#"
+    // In both client namespaces: the rules apply to both, and a proxy
+    // takes its CA from its own namespace's Secret.
+    ["demo", "other"]
+        .map(|namespace| {
+            format!(
+                r#"
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: {name}}}
+metadata: {{name: {name}, namespace: {namespace}}}
 data: {{{key}: {ca}}}
 "#
-    )
+            )
+        })
+        .concat()
 }
 
 /// A ServiceEntry for `host` on `address`, to the server at `server`, and
@@ -194,11 +200,20 @@ async fn simple_tls_origination_verifies_the_server() {
         "wrong-ca",
         "wrong-name",
         "unverified",
-        "no-secret",
         "opaque",
     ] {
         world.assert_enforced(&format!("DestinationRule/{NS}/{name}"));
     }
+    // In force, and its status says the Secret it names is missing.
+    let (accepted, message) = world.accepted(&format!("DestinationRule/{NS}/no-secret"));
+    assert!(accepted, "{message}");
+    assert!(
+        message.contains(&format!(
+            "spec.trafficPolicy.tls.credentialName: no Secret \"absent\" with a CA certificate \
+             (ca.crt or cacert) in namespaces {NS}, other, where it applies"
+        )),
+        "{message}"
+    );
 
     let client = http_client(false);
     let mut get = async |address: &str, host: &str, path: &str| {

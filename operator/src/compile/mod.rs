@@ -274,6 +274,7 @@ pub fn compile(input: &Input) -> Output {
         };
         configs.insert(namespace.clone(), config);
     }
+    outbound::note_missing_credentials(&mut state);
     Output {
         configs,
         verdicts: state.verdicts,

@@ -81,6 +81,83 @@ pub(super) fn compile(state: &mut State<'_>, dests: &mut Dests) {
     }
 }
 
+/// Notes on each accepted DestinationRule whose `credentialName` (SIMPLE,
+/// MUTUAL) names no Secret with a CA certificate in a namespace it is
+/// programmed into: the proxies there refuse to originate TLS with it
+/// (`compile::credentials_for` hands them only the client namespace's).
+pub(in crate::compile) fn note_missing_credentials(state: &mut State<'_>) {
+    // A rule exported everywhere may lack its Secret in many namespaces.
+    const NAMED: usize = 5;
+    for dr in &state.input.destination_rules {
+        let key = Key::of(Kind::DestinationRule, dr);
+        let Some(verdict) = state.verdicts.get_mut(&key) else {
+            continue;
+        };
+        let Ok(accepted) = &mut verdict.acceptance else {
+            continue;
+        };
+        for (path, name) in credential_names(&dr.spec) {
+            let lacking: Vec<&str> = verdict
+                .programmed
+                .iter()
+                .filter(|ns| {
+                    !state
+                        .input
+                        .credentials
+                        .contains_key(&((*ns).clone(), name.to_owned()))
+                })
+                .map(String::as_str)
+                .collect();
+            if lacking.is_empty() {
+                continue;
+            }
+            let noun = if lacking.len() == 1 {
+                "namespace"
+            } else {
+                "namespaces"
+            };
+            let mut namespaces = lacking[..lacking.len().min(NAMED)].join(", ");
+            if lacking.len() > NAMED {
+                namespaces.push_str(&format!(" and {} more", lacking.len() - NAMED));
+            }
+            accepted.notes.push(format!(
+                "{path}: no Secret {name:?} with a CA certificate (ca.crt or cacert) in \
+                 {noun} {namespaces}, where it applies: the proxies there refuse to \
+                 originate TLS"
+            ));
+        }
+    }
+}
+
+/// The `credentialName`s of a rule's SIMPLE and MUTUAL settings, with their
+/// fields' paths.
+fn credential_names(spec: &DestinationRuleSpec) -> Vec<(String, &str)> {
+    let policies = spec
+        .traffic_policy
+        .iter()
+        .map(|p| ("spec.trafficPolicy".to_owned(), p))
+        .chain(spec.subsets.iter().enumerate().filter_map(|(i, s)| {
+            let p = s.traffic_policy.as_ref()?;
+            Some((format!("spec.subsets[{i}].trafficPolicy"), p))
+        }));
+    let mut names = Vec::new();
+    for (path, policy) in policies {
+        let ports = policy
+            .port_level_settings
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((format!("{path}.portLevelSettings[{i}]"), p.tls.as_ref()?)));
+        for (path, tls) in policy.tls.iter().map(|t| (path.clone(), t)).chain(ports) {
+            if let (Some(ClientTlsMode::Simple | ClientTlsMode::Mutual), Some(name)) =
+                (&tls.mode, &tls.credential_name)
+            {
+                names.push((format!("{path}.tls.credentialName"), name.as_str()));
+            }
+        }
+    }
+    names
+}
+
 /// A rule's policy and subsets, checked.
 fn convert(spec: &DestinationRuleSpec, check: &mut Check) -> Rule {
     let policy = spec
@@ -414,6 +491,34 @@ mod tests {
                 .as_ref()
                 .and_then(|p| p.load_balancer.clone()),
             Some(cfg::LoadBalancer::RoundRobin)
+        );
+    }
+
+    #[test]
+    fn credential_names_of_every_level_that_originates() {
+        let tls =
+            |mode: &str, name: &str| serde_json::json!({"mode": mode, "credentialName": name});
+        let rule = spec(serde_json::json!({
+            "host": "upstream",
+            "trafficPolicy": {"tls": tls("SIMPLE", "a"),
+                              "portLevelSettings": [{"port": {"number": 1}, "tls": tls("DISABLE", "b")},
+                                                    {"port": {"number": 2}, "tls": tls("MUTUAL", "c")}]},
+            "subsets": [{"name": "v1"},
+                        {"name": "v2", "trafficPolicy": {"tls": tls("MUTUAL", "d")}}]
+        }));
+        assert_eq!(
+            credential_names(&rule),
+            [
+                ("spec.trafficPolicy.tls.credentialName".to_owned(), "a"),
+                (
+                    "spec.trafficPolicy.portLevelSettings[1].tls.credentialName".to_owned(),
+                    "c"
+                ),
+                (
+                    "spec.subsets[1].trafficPolicy.tls.credentialName".to_owned(),
+                    "d"
+                ),
+            ]
         );
     }
 

@@ -21,6 +21,8 @@ use super::check::Check;
 use super::routes::Destinations;
 use super::{Key, State};
 
+pub(super) use destination_rule::note_missing_credentials;
+
 /// A destination while it is being compiled.
 struct Dest {
     /// The ServiceEntry defining it, if it is not a Service.
