@@ -189,19 +189,7 @@ fn config(
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let names = tls
-        .subject_alt_names
-        .iter()
-        .map(|n| match ServerName::try_from(n.clone()) {
-            Ok(name) => Expected::Name(name),
-            Err(_) => Expected::Uri(n.clone()),
-        })
-        .collect();
-    let verifier = Verifier {
-        roots,
-        names,
-        algorithms: provider.signature_verification_algorithms,
-    };
+    let verifier = Verifier::new(tls, roots, &provider);
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -252,6 +240,31 @@ struct Verifier {
     roots: Option<Arc<RootCertStore>>,
     names: Vec<Expected>,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl Verifier {
+    /// What `tls` asks of the server's certificate: a chain to `roots`, and
+    /// one of its `subjectAltNames` (DNS names and IPs as such, anything
+    /// else as a URI).
+    fn new(
+        tls: &ClientTls,
+        roots: Option<Arc<RootCertStore>>,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Self {
+        let names = tls
+            .subject_alt_names
+            .iter()
+            .map(|n| match ServerName::try_from(n.clone()) {
+                Ok(name) => Expected::Name(name),
+                Err(_) => Expected::Uri(n.clone()),
+            })
+            .collect();
+        Self {
+            roots,
+            names,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
 }
 
 impl ServerCertVerifier for Verifier {
@@ -341,3 +354,81 @@ fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
         .collect()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_operator::ca::{SpiffeId, generate_root, issue_server, issue_workload};
+    use std::time::{Duration, SystemTime};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// Whether a verifier made of `subject_alt_names` takes `cert` (issued
+    /// by `root`) from a server named `server.test`.
+    fn verifies(
+        root: &plexus_operator::ca::CertifiedKey,
+        cert: &plexus_operator::ca::CertifiedKey,
+        subject_alt_names: &[&str],
+    ) -> Result<(), String> {
+        let tls = ClientTls {
+            mode: ClientTlsMode::Simple,
+            subject_alt_names: subject_alt_names.iter().map(|n| (*n).to_owned()).collect(),
+            ..ClientTls::default()
+        };
+        let provider = rustls::crypto::ring::default_provider();
+        let verifier = Verifier::new(&tls, Some(roots("ca", &root.cert_pem)?), &provider);
+        let der =
+            CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+        let server = ServerName::try_from("server.test").map_err(|e| e.to_string())?;
+        verifier
+            .verify_server_cert(&der, &[], &server, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn subject_alt_names_match_uris_and_dns_names() {
+        let now = SystemTime::now();
+        let root = generate_root("origination.test", now, DAY).expect("a CA");
+        let id = SpiffeId {
+            trust_domain: "far.test".into(),
+            namespace: "payments".into(),
+            service_account: "api".into(),
+        };
+        let workload = issue_workload(&root, &id, now, DAY).expect("a URI certificate");
+        let server =
+            issue_server(&root, &["server.test".into()], now, DAY).expect("a DNS certificate");
+        let uri = "spiffe://far.test/ns/payments/sa/api";
+
+        // A URI SAN: matched exactly, against the certificate's URIs only.
+        verifies(&root, &workload, &[uri]).expect("the URI it carries");
+        verifies(
+            &root,
+            &workload,
+            &["spiffe://far.test/ns/payments/sa/other", uri],
+        )
+        .expect("one of the names is enough");
+        for other in [
+            "spiffe://far.test/ns/payments/sa/ap",
+            "spiffe://far.test/ns/payments",
+        ] {
+            let why = verifies(&root, &workload, &[other]).expect_err(other);
+            assert!(why.contains("carries none of the subjectAltNames"), "{why}");
+        }
+        verifies(&root, &server, &[uri]).expect_err("a certificate without URIs");
+
+        // DNS names, as names.
+        verifies(&root, &server, &["server.test"]).expect("its DNS name");
+        verifies(&root, &server, &["other.test"]).expect_err("another name");
+        verifies(&root, &workload, &["server.test"]).expect_err("a URI certificate");
+
+        // No names: the server name sent, which the URI certificate lacks.
+        verifies(&root, &server, &[]).expect("named as the server");
+        verifies(&root, &workload, &[]).expect_err("not named as the server");
+
+        // Names never stand in for the chain.
+        let stranger = generate_root("stranger.test", now, DAY).expect("another CA");
+        let forged = issue_workload(&stranger, &id, now, DAY).expect("a URI certificate");
+        let why = verifies(&root, &forged, &[uri]).expect_err("another CA's");
+        assert!(why.contains("chain"), "{why}");
+    }
+}
