@@ -228,9 +228,7 @@ async fn simple_tls_origination_verifies_the_server() {
         )
         .await;
         let detail = answer
-            .headers
-            .get("plexus-proxy-error-detail")
-            .and_then(|v| v.to_str().ok())
+            .header("plexus-proxy-error-detail")
             .unwrap_or_default()
             .to_owned();
         (answer.status, answer.body, detail, state)
@@ -353,9 +351,7 @@ async fn mutual_tls_origination_presents_the_client_certificate() {
     let get = async || {
         let answer = send(&client, proxy, "GET", "/mutual", "mutual.plexus.test", &[]).await;
         let detail = answer
-            .headers
-            .get("plexus-proxy-error-detail")
-            .and_then(|v| v.to_str().ok())
+            .header("plexus-proxy-error-detail")
             .unwrap_or_default()
             .to_owned();
         (answer.status, answer.body, detail)
@@ -429,9 +425,7 @@ async fn mutual_tls_origination_presents_the_client_certificate() {
         let answer = send(&client, proxy, "GET", "/mutual", "mutual.plexus.test", &[]).await;
         assert_eq!(answer.status, 503);
         answer
-            .headers
-            .get("plexus-proxy-error-detail")
-            .and_then(|v| v.to_str().ok())
+            .header("plexus-proxy-error-detail")
             .unwrap_or_default()
             .to_owned()
     };

@@ -151,13 +151,7 @@ async fn buckets_limit_per_route_and_per_identity() {
         (answer.status, answer.body.as_str()),
         (429, "local_rate_limited")
     );
-    let header = |name: &str| {
-        answer
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header = |name: &str| answer.header(name).map(str::to_owned);
     assert_eq!(header("x-ratelimit-limit").as_deref(), Some("2"));
     assert_eq!(header("x-ratelimit-remaining").as_deref(), Some("0"));
     let reset: u64 = header("x-ratelimit-reset")

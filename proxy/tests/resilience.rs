@@ -37,9 +37,7 @@ async fn concurrently(
                 let started = Instant::now();
                 let answer = send(&client, proxy, "GET", &path, &host, &with).await;
                 let why = answer
-                    .headers
-                    .get("plexus-proxy-error")
-                    .and_then(|v| v.to_str().ok())
+                    .header("plexus-proxy-error")
                     .unwrap_or_default()
                     .to_owned();
                 (answer.status, why, started.elapsed())

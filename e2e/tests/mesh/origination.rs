@@ -82,25 +82,35 @@ spec:
         .collect()
 }
 
-fn rules(far: &str) -> String {
+/// DestinationRule `name` for Service `name` of namespace `far`, with `tls`.
+fn rule(name: &str, far: &str, tls: &str) -> String {
     format!(
         r#"
-apiVersion: plexus.dev/v1alpha1
-kind: DestinationRule
-metadata: {{name: secure}}
-spec:
-  host: secure.{far}.svc.cluster.local
-  trafficPolicy: {{tls: {{mode: SIMPLE, credentialName: secure-ca}}}}
 ---
 apiVersion: plexus.dev/v1alpha1
 kind: DestinationRule
-metadata: {{name: secure-wrong}}
+metadata: {{name: {name}}}
 spec:
-  host: secure-wrong.{far}.svc.cluster.local
-  trafficPolicy:
-    tls: {{mode: SIMPLE, credentialName: wrong-ca, sni: secure.{far}.svc.cluster.local}}
+  host: {name}.{far}.svc.cluster.local
+  trafficPolicy: {{tls: {tls}}}
 "#
     )
+}
+
+/// SIMPLE to `secure` with the server's CA, and to the same server as
+/// `secure-wrong` with another CA.
+fn rules(far: &str) -> String {
+    [
+        rule("secure", far, "{mode: SIMPLE, credentialName: secure-ca}"),
+        rule(
+            "secure-wrong",
+            far,
+            &format!(
+                "{{mode: SIMPLE, credentialName: wrong-ca, sni: secure.{far}.svc.cluster.local}}"
+            ),
+        ),
+    ]
+    .concat()
 }
 
 pub async fn simple_origination_verifies_the_server(
@@ -242,24 +252,17 @@ fn client_cert(issuer: &Issuer<'_, KeyPair>, name: &str) -> anyhow::Result<(Stri
 /// MUTUAL to `mutual`, and SIMPLE to the same server as `mutual-simple`,
 /// both with Secret `client-tls` of the client's namespace.
 fn mutual_rules(far: &str) -> String {
-    format!(
-        r#"
-apiVersion: plexus.dev/v1alpha1
-kind: DestinationRule
-metadata: {{name: mutual}}
-spec:
-  host: mutual.{far}.svc.cluster.local
-  trafficPolicy: {{tls: {{mode: MUTUAL, credentialName: client-tls}}}}
----
-apiVersion: plexus.dev/v1alpha1
-kind: DestinationRule
-metadata: {{name: mutual-simple}}
-spec:
-  host: mutual-simple.{far}.svc.cluster.local
-  trafficPolicy:
-    tls: {{mode: SIMPLE, credentialName: client-tls, sni: mutual.{far}.svc.cluster.local}}
-"#
-    )
+    [
+        rule("mutual", far, "{mode: MUTUAL, credentialName: client-tls}"),
+        rule(
+            "mutual-simple",
+            far,
+            &format!(
+                "{{mode: SIMPLE, credentialName: client-tls, sni: mutual.{far}.svc.cluster.local}}"
+            ),
+        ),
+    ]
+    .concat()
 }
 
 /// What the user grants for MUTUAL: the client's ServiceAccount may read

@@ -434,6 +434,13 @@ pub struct Answer {
     pub body: String,
 }
 
+impl Answer {
+    /// Header `name` of the answer, when it is there and readable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
 /// A request through the client proxy at `proxy` (`host` in its Host
 /// header), with extra headers.
 pub async fn send(
