@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, fast tiers first:
 #   1. formatting, lints (warnings are errors), the workspace's unit and
-#      integration tests (CRD drift, schemas, conversion of the seed manifests);
+#      integration tests (CRD drift, schemas, conversion of the seed manifests),
+#      and each fuzz target for 10 s when a nightly toolchain is present
+#      (scripts/fuzz.sh --brief; scripts/fuzz.sh alone runs them for long);
 #   2. the end-to-end suite on a local Kubernetes cluster built from Debian's
 #      packages (e2e/cluster/cluster.sh): up (or reuse), load the images, run
 #      e2e/run-tests.sh, down, and check that nothing is left behind.
@@ -33,12 +35,20 @@ totals() {
 
 step "cargo fmt --check"
 cargo fmt --all --check
+cargo fmt --all --check --manifest-path fuzz/Cargo.toml
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit and integration; e2e tests are skipped here)"
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+step "fuzz targets, 10 s each (scripts/fuzz.sh --brief)"
+if cargo +nightly --version >/dev/null 2>&1; then
+    scripts/fuzz.sh --brief
+else
+    echo "skipped: no nightly toolchain (rustup toolchain install nightly); scripts/fuzz.sh runs the fuzz targets"
+fi
 
 step "end-to-end tests on the local cluster"
 if [[ $(id -u) != 0 ]] || ! grep -qs '^VERSION_ID="12"' /etc/os-release || ! grep -qs '^ID=debian' /etc/os-release; then
