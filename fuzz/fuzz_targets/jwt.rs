@@ -13,10 +13,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use plexus_config::JwtPolicy;
+use plexus_fuzz::ISSUER;
 use plexus_proxy::policy::jwt::{Authenticator, Outcome};
 use serde_json::json;
 
-use plexus_fuzz::ISSUER;
 /// When the fuzzer's tokens are checked: their `exp` and `nbf` are in its hands.
 const NOW: f64 = 1_800_000_000.0;
 
