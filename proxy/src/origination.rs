@@ -70,6 +70,18 @@ impl Origination {
         credentials: &BTreeMap<String, Credential>,
         certificates: &Arc<ClientCertificates>,
     ) -> Self {
+        let key = Self::key(tls, host, credentials);
+        Self::with_key(key, tls, host, credentials, certificates)
+    }
+
+    /// [`Origination::new`], with its [`key`](Self::key) already known.
+    fn with_key(
+        key: u64,
+        tls: &ClientTls,
+        host: &str,
+        credentials: &BTreeMap<String, Credential>,
+        certificates: &Arc<ClientCertificates>,
+    ) -> Self {
         let name = tls.sni.as_deref().unwrap_or(host);
         let credential = tls
             .credential_name
@@ -89,7 +101,7 @@ impl Origination {
             ),
         };
         Self {
-            key: Self::key(tls, host, credentials),
+            key,
             server_name,
             config,
             client,
@@ -154,7 +166,13 @@ impl Originations {
         self.built
             .entry(key)
             .or_insert_with(|| {
-                Arc::new(Origination::new(tls, host, credentials, &self.certificates))
+                Arc::new(Origination::with_key(
+                    key,
+                    tls,
+                    host,
+                    credentials,
+                    &self.certificates,
+                ))
             })
             .clone()
     }

@@ -168,14 +168,7 @@ async fn check(client: &Client, namespace: &str, far: &str) -> anyhow::Result<()
     kubectl_apply(namespace, &rules(far))?;
     // Both rules in force: the right CA answers, and the wrong one is
     // refused by the client's proxy (counted), not by the server.
-    let refusals = || {
-        demo::client_counter(
-            client,
-            namespace,
-            "plexus_proxy_tcp_refused_total",
-            &[("direction", "outbound"), ("reason", "origination")],
-        )
-    };
+    let refusals = || origination_refusals(client, namespace);
     let started = Instant::now();
     plexus_e2e::poll(
         "SIMPLE origination in force",
@@ -322,14 +315,7 @@ pub async fn mutual_origination_presents_the_client_certificate(
     kubectl_apply(namespace, &mutual_rules(far))?;
 
     let url = |service: &str| format!("http://{service}.{far}/");
-    let refusals = || {
-        demo::client_counter(
-            client,
-            namespace,
-            "plexus_proxy_tcp_refused_total",
-            &[("direction", "outbound"), ("reason", "origination")],
-        )
-    };
+    let refusals = || origination_refusals(client, namespace);
     // The rule in force, the Secret not readable by the client's account:
     // the proxy refuses to connect (counted), and says why in its log.
     plexus_e2e::poll(
@@ -428,6 +414,17 @@ pub async fn mutual_origination_presents_the_client_certificate(
         "the server must refuse: {simple:?}"
     );
     in_force_as_a_whole(namespace, &["mutual", "mutual-simple"])
+}
+
+/// The connections the client's proxy refused to originate TLS for.
+async fn origination_refusals(client: &Client, namespace: &str) -> anyhow::Result<u64> {
+    demo::client_counter(
+        client,
+        namespace,
+        "plexus_proxy_tcp_refused_total",
+        &[("direction", "outbound"), ("reason", "origination")],
+    )
+    .await
 }
 
 /// Each of DestinationRules `rules` says it is in force as a whole.
